@@ -1,0 +1,396 @@
+"""The UniLMv2 encoder: a post-LN BERT stack with a shared relative bias."""
+
+import keras
+from keras import ops
+from keras_hub.layers import ReversibleEmbedding
+from keras_hub.models import Backbone
+
+from keras_unilmv2.layers.relative_position_bias import (
+    UniLMv2RelativePositionBias,
+)
+from keras_unilmv2.layers.unilmv2_embedding_utils import UniLMv2AttentionBias
+from keras_unilmv2.layers.unilmv2_embedding_utils import UniLMv2PositionIds
+from keras_unilmv2.layers.unilmv2_embedding_utils import visibility_to_bias
+from keras_unilmv2.layers.unilmv2_lm_head import UniLMv2LMHead
+from keras_unilmv2.layers.unilmv2_transformer_layer import (
+    UniLMv2TransformerLayer,
+)
+
+REQUIRED_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+OPTIONAL_INPUTS = ("position_ids", "attention_mask")
+
+
+def _initializer():
+    # The reference initialises every Linear and Embedding with N(0, 0.02).
+    return keras.initializers.RandomNormal(stddev=0.02)
+
+
+def _check_positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_unilmv2")
+class UniLMv2Backbone(Backbone):
+    """The UniLMv2 Transformer encoder (Bao et al., 2020).
+
+    A BERT-style post-LayerNorm encoder (word + absolute position + segment
+    embeddings, exact-GELU feed-forward blocks) with a T5-style bucketed
+    relative-position bias that is computed once from the position ids and
+    shared by all layers. The same stack serves bidirectional understanding
+    tasks, pseudo-masked LM pre-training and sequence-to-sequence generation:
+    what differs between them is only the layout the preprocessor builds
+    (token ids, position ids, 3-D attention mask) and where the head reads.
+
+    The backbone also carries the pretrained masked-LM head as
+    `backbone.lm_head` (dense, LayerNorm, output tied to the word
+    embeddings, bias). It is not part of the backbone's outputs; the PMLM,
+    masked-LM and seq2seq tasks call it, and it is saved with the backbone so
+    that every preset carries it.
+
+    Args:
+        vocabulary_size: int, size of the token vocabulary.
+        num_layers: int, number of transformer layers.
+        num_heads: int, number of attention heads.
+        hidden_dim: int, hidden size (a multiple of `num_heads`).
+        intermediate_dim: int, width of the feed-forward blocks.
+        max_sequence_length: int, rows of the absolute position table.
+        num_segments: int, number of segment (token type) ids.
+        relative_position_buckets: int, buckets of the relative-position
+            bias (32 in UniLMv2). 0 turns the bias off (unilm1.2).
+        max_relative_position: int, the distance where the logarithmic
+            bucket range ends (128).
+        layer_norm_epsilon: float, epsilon of every LayerNorm (1e-12).
+        dropout: float, dropout on embeddings, attention probabilities and
+            residual branches.
+        dtype: string or `keras.DTypePolicy`, the model's dtype policy.
+
+    Inputs (a dict):
+        token_ids: int `[batch, length]`.
+        segment_ids: int `[batch, length]`.
+        padding_mask: `[batch, length]`, true (1) for real tokens.
+        position_ids: optional int `[batch, length]`, default `0..length-1`.
+            Pseudo tokens reuse the position of the token they stand for.
+        attention_mask: optional `[batch, length, length]`; element
+            `[b, i, j]` is true if query `i` may attend to key `j`. It is
+            combined with `padding_mask` (padded keys are never visible).
+
+    Outputs (a dict):
+        sequence_output: `[batch, length, hidden_dim]`.
+        pooled_output: `[batch, hidden_dim]`, `tanh(dense(first token))`.
+
+    Example:
+    ```python
+    import numpy as np
+    import keras_unilmv2
+
+    backbone = keras_unilmv2.UniLMv2Backbone(
+        vocabulary_size=1000, num_layers=2, num_heads=2, hidden_dim=64,
+        intermediate_dim=128, max_sequence_length=128,
+    )
+    outputs = backbone({
+        "token_ids": np.ones((2, 12), "int32"),
+        "segment_ids": np.zeros((2, 12), "int32"),
+        "padding_mask": np.ones((2, 12), "int32"),
+    })
+    outputs["sequence_output"].shape  # (2, 12, 64)
+
+    # A converted checkpoint or a shipped preset.
+    backbone = keras_unilmv2.UniLMv2Backbone.from_preset(
+        "unilmv2_tiny_en_uncased"
+    )
+    ```
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_layers,
+        num_heads,
+        hidden_dim,
+        intermediate_dim,
+        max_sequence_length=512,
+        num_segments=2,
+        relative_position_buckets=32,
+        max_relative_position=128,
+        layer_norm_epsilon=1e-12,
+        dropout=0.1,
+        dtype=None,
+        **kwargs,
+    ):
+        for name, value in (
+            ("vocabulary_size", vocabulary_size),
+            ("num_layers", num_layers),
+            ("num_heads", num_heads),
+            ("hidden_dim", hidden_dim),
+            ("intermediate_dim", intermediate_dim),
+            ("max_sequence_length", max_sequence_length),
+            ("num_segments", num_segments),
+        ):
+            _check_positive_int(name, value)
+        _check_positive_int(
+            "relative_position_buckets", relative_position_buckets, minimum=0
+        )
+        if hidden_dim % num_heads:
+            raise ValueError(
+                "`hidden_dim` must be divisible by `num_heads`. Received: "
+                f"hidden_dim={hidden_dim}, num_heads={num_heads}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(
+                f"`dropout` must be in [0, 1). Received: dropout={dropout}"
+            )
+
+        # === Layers ===
+        self.token_embedding = ReversibleEmbedding(
+            input_dim=vocabulary_size,
+            output_dim=hidden_dim,
+            embeddings_initializer=_initializer(),
+            dtype=dtype,
+            name="token_embedding",
+        )
+        self.position_ids_layer = UniLMv2PositionIds(
+            max_sequence_length, dtype=dtype, name="position_ids_resolver"
+        )
+        self.position_embedding = keras.layers.Embedding(
+            input_dim=max_sequence_length,
+            output_dim=hidden_dim,
+            embeddings_initializer=_initializer(),
+            dtype=dtype,
+            name="position_embedding",
+        )
+        self.segment_embedding = keras.layers.Embedding(
+            input_dim=num_segments,
+            output_dim=hidden_dim,
+            embeddings_initializer=_initializer(),
+            dtype=dtype,
+            name="segment_embedding",
+        )
+        self.embeddings_add = keras.layers.Add(dtype=dtype, name="embeddings_add")
+        self.embeddings_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm"
+        )
+        self.embeddings_dropout = keras.layers.Dropout(
+            dropout, dtype=dtype, name="embeddings_dropout"
+        )
+        self.relative_position_bias = None
+        if relative_position_buckets:
+            self.relative_position_bias = UniLMv2RelativePositionBias(
+                num_heads=num_heads,
+                num_buckets=relative_position_buckets,
+                max_distance=max_relative_position,
+                initializer=_initializer(),
+                dtype=dtype,
+                name="relative_position_bias",
+            )
+        self.attention_bias = UniLMv2AttentionBias(
+            dtype=dtype, name="attention_bias"
+        )
+        self.transformer_layers = []
+        for i in range(num_layers):
+            self.transformer_layers.append(
+                UniLMv2TransformerLayer(
+                    num_heads=num_heads,
+                    intermediate_dim=intermediate_dim,
+                    dropout=dropout,
+                    layer_norm_epsilon=layer_norm_epsilon,
+                    kernel_initializer=_initializer(),
+                    dtype=dtype,
+                    name=f"transformer_layer_{i}",
+                )
+            )
+        self.pooled_dense = keras.layers.Dense(
+            hidden_dim,
+            activation="tanh",
+            kernel_initializer=_initializer(),
+            dtype=dtype,
+            name="pooled_dense",
+        )
+
+        # === Functional Model ===
+        token_id_input = keras.Input((None,), dtype="int32", name="token_ids")
+        segment_id_input = keras.Input((None,), dtype="int32", name="segment_ids")
+        padding_mask_input = keras.Input(
+            (None,), dtype="int32", name="padding_mask"
+        )
+        position_id_input = keras.Input(
+            (None,), dtype="int32", name="position_ids", optional=True
+        )
+        attention_mask_input = keras.Input(
+            (None, None), dtype="int32", name="attention_mask", optional=True
+        )
+        position_ids = self.position_ids_layer(token_id_input, position_id_input)
+        x = self.embeddings_add(
+            (
+                self.token_embedding(token_id_input),
+                self.position_embedding(position_ids),
+                self.segment_embedding(segment_id_input),
+            )
+        )
+        x = self.embeddings_layer_norm(x)
+        x = self.embeddings_dropout(x)
+        relative_bias = None
+        if self.relative_position_bias is not None:
+            relative_bias = self.relative_position_bias(position_ids)
+        bias = self.attention_bias(
+            padding_mask_input, attention_mask_input, relative_bias
+        )
+        for layer in self.transformer_layers:
+            x = layer(x, attention_bias=bias)
+        sequence_output = x
+        pooled_output = self.pooled_dense(x[:, 0, :])
+        super().__init__(
+            inputs={
+                "token_ids": token_id_input,
+                "segment_ids": segment_id_input,
+                "padding_mask": padding_mask_input,
+                "position_ids": position_id_input,
+                "attention_mask": attention_mask_input,
+            },
+            outputs={
+                "sequence_output": sequence_output,
+                "pooled_output": pooled_output,
+            },
+            dtype=dtype,
+            **kwargs,
+        )
+
+        # The pretrained LM head: saved with the backbone, used by tasks.
+        self.lm_head = UniLMv2LMHead(
+            token_embedding=self.token_embedding,
+            layer_norm_epsilon=layer_norm_epsilon,
+            kernel_initializer=_initializer(),
+            dtype=dtype,
+            name="lm_head",
+        )
+        self.lm_head.build((None, None, hidden_dim))
+
+        # === Config ===
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.max_sequence_length = max_sequence_length
+        self.num_segments = num_segments
+        self.relative_position_buckets = relative_position_buckets
+        self.max_relative_position = max_relative_position
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.dropout = dropout
+
+    def __call__(self, inputs, *args, **kwargs):
+        return super().__call__(self._standardize_inputs(inputs), *args, **kwargs)
+
+    @staticmethod
+    def _standardize_inputs(inputs):
+        """Checks the input keys and fills the optional ones with `None`."""
+        if not isinstance(inputs, dict):
+            raise TypeError(
+                "`UniLMv2Backbone` takes a dict of tensors with keys "
+                f"{list(REQUIRED_INPUTS)} and optionally "
+                f"{list(OPTIONAL_INPUTS)}. Received: {type(inputs).__name__}"
+            )
+        missing = [key for key in REQUIRED_INPUTS if key not in inputs]
+        extra = [
+            key for key in inputs if key not in REQUIRED_INPUTS + OPTIONAL_INPUTS
+        ]
+        if missing or extra:
+            raise ValueError(
+                "`UniLMv2Backbone` inputs must have the keys "
+                f"{list(REQUIRED_INPUTS)} and optionally "
+                f"{list(OPTIONAL_INPUTS)}. Missing: {missing}; unexpected: "
+                f"{extra}. Received keys: {sorted(inputs)}"
+            )
+        inputs = dict(inputs)
+        for key in OPTIONAL_INPUTS:
+            inputs.setdefault(key, None)
+        return inputs
+
+    # === Cached incremental encoding (seq2seq generation) ===
+
+    def build_cache(self, batch_size, max_length):
+        """An empty key/value cache for `call_with_cache`.
+
+        Returns a zero tensor `[batch, num_layers, 2, max_length, num_heads,
+        head_dim]` in the compute dtype.
+        """
+        head_dim = self.hidden_dim // self.num_heads
+        shape = (batch_size, self.num_layers, 2, max_length, self.num_heads, head_dim)
+        return ops.zeros(shape, dtype=self.compute_dtype)
+
+    def call_with_cache(
+        self,
+        token_ids,
+        segment_ids,
+        position_ids,
+        key_position_ids,
+        attention_mask,
+        cache,
+        cache_update_index,
+    ):
+        """Encodes new slots against a key/value cache of earlier slots.
+
+        The new tokens are written into every layer's cache at
+        `cache_update_index` (their slot), and attend over all `max_length`
+        cache slots under `attention_mask`. This is the same computation as a
+        full forward pass over the whole layout, restricted to the new rows:
+        the source is encoded once, then each decoding step feeds only
+        `[previous token, [MASK]]`.
+
+        Args:
+            token_ids: int `[batch, new_length]`.
+            segment_ids: int `[batch, new_length]`.
+            position_ids: int `[batch, new_length]`, positions of the new slots.
+            key_position_ids: int `[batch, max_length]`, positions of all slots
+                (for the relative bias).
+            attention_mask: `[batch, new_length, max_length]` visibility of
+                cache slots for the new queries.
+            cache: from `build_cache` (or a previous call).
+            cache_update_index: int or scalar tensor, slot of the first new
+                token.
+
+        Returns:
+            `(sequence_output [batch, new_length, hidden_dim], cache)`.
+        """
+        x = self.embeddings_add(
+            (
+                self.token_embedding(token_ids),
+                self.position_embedding(position_ids),
+                self.segment_embedding(segment_ids),
+            )
+        )
+        x = self.embeddings_layer_norm(x)
+        bias = visibility_to_bias(attention_mask, self.compute_dtype)
+        if self.relative_position_bias is not None:
+            bias = bias + self.relative_position_bias(position_ids, key_position_ids)
+        caches = []
+        for i, layer in enumerate(self.transformer_layers):
+            x, layer_cache = layer(
+                x,
+                attention_bias=bias,
+                cache=cache[:, i, ...],
+                cache_update_index=cache_update_index,
+            )
+            caches.append(layer_cache)
+        return x, ops.stack(caches, axis=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "max_sequence_length": self.max_sequence_length,
+                "num_segments": self.num_segments,
+                "relative_position_buckets": self.relative_position_buckets,
+                "max_relative_position": self.max_relative_position,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "dropout": self.dropout,
+            }
+        )
+        return config
