@@ -4,6 +4,7 @@ import keras
 from keras import ops
 from keras_hub.layers import ReversibleEmbedding
 from keras_hub.models import Backbone
+from keras_hub.src.utils.python_utils import classproperty
 
 from keras_unilmv2.layers.relative_position_bias import (
     UniLMv2RelativePositionBias,
@@ -15,6 +16,9 @@ from keras_unilmv2.layers.unilmv2_lm_head import UniLMv2LMHead
 from keras_unilmv2.layers.unilmv2_transformer_layer import (
     UniLMv2TransformerLayer,
 )
+from keras_unilmv2.models.unilmv2_presets import backbone_presets
+from keras_unilmv2.utils.preset_utils import PresetMixin
+from keras_unilmv2.utils.preset_utils import local_preset_dir
 
 REQUIRED_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 OPTIONAL_INPUTS = ("position_ids", "attention_mask")
@@ -33,7 +37,7 @@ def _check_positive_int(name, value, minimum=1):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2Backbone(Backbone):
+class UniLMv2Backbone(PresetMixin, Backbone):
     """The UniLMv2 Transformer encoder (Bao et al., 2020).
 
     A BERT-style post-LayerNorm encoder (word + absolute position + segment
@@ -279,6 +283,44 @@ class UniLMv2Backbone(Backbone):
         self.max_relative_position = max_relative_position
         self.layer_norm_epsilon = layer_norm_epsilon
         self.dropout = dropout
+
+    @classproperty
+    def presets(cls):
+        """The registered UniLMv2 presets (name -> metadata and source)."""
+        return dict(backbone_presets)
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Builds a backbone from a preset name or directory.
+
+        Args:
+            preset: a registered name (`unilmv2_base_en_uncased`, ...;
+                see `UniLMv2Backbone.presets`), a preset directory, or a
+                `hf://`/`kaggle://` handle.
+            load_weights: if False, only the architecture is built. For a
+                released checkpoint not converted on this machine that needs
+                no file at all.
+            **kwargs: config overrides, e.g. `dtype="bfloat16"` or
+                `layer_norm_epsilon=1e-5`.
+
+        Example:
+        ```python
+        backbone = UniLMv2Backbone.from_preset(
+            "unilmv2_base_en_uncased", load_weights=False
+        )
+        backbone = UniLMv2Backbone.from_preset("/path/to/converted/preset")
+        ```
+        """
+        if (
+            not load_weights
+            and isinstance(preset, str)
+            and preset in backbone_presets
+            and local_preset_dir(preset) is None
+        ):
+            config = dict(backbone_presets[preset]["config"])
+            config.update(kwargs)
+            return cls(**config)
+        return super().from_preset(preset, load_weights=load_weights, **kwargs)
 
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(self._standardize_inputs(inputs), *args, **kwargs)
