@@ -1,0 +1,69 @@
+"""Convert a UniLMv2-format checkpoint into a keras-unilmv2 preset directory.
+
+    python tools/convert_unilmv2_checkpoint.py \
+        --checkpoint unilm2-base-uncased.bin \
+        --config unilm2-base-uncased-config.json \
+        --vocab unilm2-base-uncased-vocab.txt \
+        --output ~/.keras/keras_unilmv2/unilmv2_base_en_uncased
+
+Any checkpoint in the released raw layout converts the same way (fused or
+split query/key/value, `.bin` or `.safetensors`). The result loads with
+`UniLMv2Backbone.from_preset(DIR)`, `UniLMv2Tokenizer.from_preset(DIR)` and
+every UniLMv2 task; written to the preset home under a registered name, it
+also loads by that name. `--verify FILE.npz` (repeatable) compares the
+converted model against reference outputs and fails on a difference above
+`--atol`.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help=".bin or .safetensors")
+    parser.add_argument("--config", required=True, help="the checkpoint's config json")
+    parser.add_argument("--vocab", required=True, help="WordPiece vocabulary file")
+    parser.add_argument("--output", required=True, help="preset directory to create")
+    parser.add_argument(
+        "--cased", action="store_true", help="the vocabulary is cased (no lower-casing)"
+    )
+    parser.add_argument(
+        "--allow-missing-pooler",
+        action="store_true",
+        help="keep a fresh pooler when the checkpoint has none (s2s-ft fine-tuned files)",
+    )
+    parser.add_argument(
+        "--verify", action="append", default=[], help="reference outputs (.npz)"
+    )
+    parser.add_argument("--atol", type=float, default=1e-4)
+    args = parser.parse_args(argv)
+
+    from keras_unilmv2.utils import checkpoint_conversion
+
+    try:
+        backbone, tokenizer, report = checkpoint_conversion.convert_checkpoint(
+            checkpoint=args.checkpoint,
+            config=args.config,
+            vocabulary=args.vocab,
+            output_dir=os.path.expanduser(args.output),
+            lowercase=not args.cased,
+            allow_missing_pooler=args.allow_missing_pooler,
+        )
+        results = {}
+        for reference in args.verify:
+            results[reference] = checkpoint_conversion.verify_against_reference(
+                backbone, reference, atol=args.atol
+            )
+    except (ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"Wrote preset to {args.output} ({backbone.count_params():,} parameters).")
+    print(json.dumps({"report": report, "verify": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
