@@ -25,7 +25,7 @@ def _static_dim(tensor, axis):
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
 class UniLMv2PositionIds(keras.layers.Layer):
-    """Returns the given position ids, or `0..length-1` when none are given.
+    """Returns the given position ids, or `[[0..length-1]]` when none are given.
 
     It also refuses sequences longer than the position table.
 
@@ -51,9 +51,11 @@ class UniLMv2PositionIds(keras.layers.Layer):
                     "Truncate the input (the preprocessors do this) or pass "
                     "explicit `position_ids`."
                 )
-            shape = ops.shape(token_ids)
-            positions = ops.arange(shape[1], dtype="int32")
-            return ops.broadcast_to(ops.expand_dims(positions, 0), shape)
+            # `[1, length]`: the same row serves every example, so the
+            # relative bias (and its gradient) is computed once, not per
+            # example; it broadcasts over the batch downstream.
+            positions = ops.arange(ops.shape(token_ids)[1], dtype="int32")
+            return ops.expand_dims(positions, 0)
         if len(position_ids.shape) != 2 or (
             length is not None
             and _static_dim(position_ids, 1) not in (None, length)
@@ -66,7 +68,8 @@ class UniLMv2PositionIds(keras.layers.Layer):
         return ops.cast(position_ids, "int32")
 
     def compute_output_spec(self, token_ids, position_ids=None):
-        return keras.KerasTensor(token_ids.shape, dtype="int32")
+        batch = token_ids.shape[0] if position_ids is not None else 1
+        return keras.KerasTensor((batch, token_ids.shape[1]), dtype="int32")
 
     def get_config(self):
         config = super().get_config()

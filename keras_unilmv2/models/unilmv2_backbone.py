@@ -325,6 +325,19 @@ class UniLMv2Backbone(PresetMixin, Backbone):
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(self._standardize_inputs(inputs), *args, **kwargs)
 
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        # Keras' functional spec check cannot take `None` for the optional
+        # inputs, so the symbolic output is stated directly.
+        token_ids = inputs["token_ids"]
+        batch, length = token_ids.shape[0], token_ids.shape[1]
+        dtype = self.compute_dtype
+        return {
+            "sequence_output": keras.KerasTensor(
+                (batch, length, self.hidden_dim), dtype=dtype
+            ),
+            "pooled_output": keras.KerasTensor((batch, self.hidden_dim), dtype=dtype),
+        }
+
     @staticmethod
     def _standardize_inputs(inputs):
         """Checks the input keys and fills the optional ones with `None`."""
