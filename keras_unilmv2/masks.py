@@ -27,6 +27,8 @@ Conventions:
   (scalars such as real lengths broadcast the same way: `n` or `[B]`).
 """
 
+import numbers
+
 import keras
 
 # Kinds of slot in a blockwise (PMLM) layout, see `pmlm_attention_mask`.
@@ -36,8 +38,30 @@ ORIGINAL_SLOT = 2
 PADDING_SLOT = 3
 
 
-class _TensorFlowOps:
-    """The few array functions the rules need, on TensorFlow."""
+class _ArrayOps:
+    """The few array functions the rules need; subclasses pick a library."""
+
+    def broadcast_batch(self, xs):
+        """Broadcast the leading (batch) dims of tensors; keep the last.
+
+        Done by adding zeros of shape `[..., 1]`, so it needs no static
+        shapes (works on symbolic batch dimensions too).
+        """
+        zeros = None
+        for x in xs:
+            z = self.zeros_like(self.int32(x[..., :1]))
+            zeros = z if zeros is None else zeros + z
+        out = []
+        for x in xs:
+            if keras.backend.standardize_dtype(x.dtype) == "bool":
+                out.append(self.logical_or(x, self.bool(zeros)))
+            else:
+                out.append(x + zeros)
+        return out
+
+
+class _TensorFlowOps(_ArrayOps):
+    """The array functions on TensorFlow."""
 
     def __init__(self):
         try:
@@ -60,17 +84,6 @@ class _TensorFlowOps:
 
     def concat(self, xs):
         return self.tf.concat(xs, axis=-1)
-
-    def broadcast_batch(self, xs):
-        """Broadcast the leading (batch) dims of tensors; keep the last."""
-        tf = self.tf
-        lead = tf.shape(xs[0])[:-1]
-        for x in xs[1:]:
-            lead = tf.broadcast_dynamic_shape(lead, tf.shape(x)[:-1])
-        return [
-            tf.broadcast_to(x, tf.concat([lead, tf.shape(x)[-1:]], 0))
-            for x in xs
-        ]
 
     def expand(self, x, axis):
         return self.tf.expand_dims(x, axis)
@@ -127,7 +140,7 @@ class _TensorFlowOps:
         return self.tf.greater_equal(x, y)
 
 
-class _KerasOps(_TensorFlowOps):
+class _KerasOps(_ArrayOps):
     """The same functions on `keras.ops` (any backend)."""
 
     def __init__(self):
@@ -144,15 +157,6 @@ class _KerasOps(_TensorFlowOps):
 
     def concat(self, xs):
         return self.o.concatenate(xs, axis=-1)
-
-    def broadcast_batch(self, xs):
-        lead = tuple(self.o.shape(xs[0]))[:-1]
-        for x in xs[1:]:
-            lead = _broadcast_shapes(lead, tuple(self.o.shape(x))[:-1])
-        return [
-            self.o.broadcast_to(x, lead + tuple(self.o.shape(x))[-1:])
-            for x in xs
-        ]
 
     def expand(self, x, axis):
         return self.o.expand_dims(x, axis)
@@ -209,24 +213,6 @@ class _KerasOps(_TensorFlowOps):
         return self.o.greater_equal(x, y)
 
 
-def _broadcast_shapes(a, b):
-    """NumPy broadcasting of two static shapes (`None` = unknown)."""
-    n = max(len(a), len(b))
-    a = (1,) * (n - len(a)) + tuple(a)
-    b = (1,) * (n - len(b)) + tuple(b)
-    out = []
-    for x, y in zip(a, b):
-        if x == 1:
-            out.append(y)
-        elif y == 1 or y == x or y is None:
-            out.append(x)
-        elif x is None:
-            out.append(y)
-        else:
-            raise ValueError(f"Shapes {a} and {b} do not broadcast.")
-    return tuple(out)
-
-
 _OPS_CACHE = {}
 
 
@@ -241,8 +227,12 @@ def _ops(ops):
     return _OPS_CACHE[ops]
 
 
-def _check_length(name, value, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _check_length(name, value, minimum=1):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
         raise ValueError(
             f"`{name}` must be a Python int >= {minimum} (a static block "
             f"length). Received: {name}={value!r}"
@@ -752,6 +742,12 @@ def pmlm_layout(
     originals = xp.int32(masked_ids)
     n = _static_length("context_ids", context_ids)
     k = _static_length("masked_positions", positions)
+    if n < 1 or k < 1:
+        raise ValueError(
+            "`context_ids` and `masked_positions` must each have at least "
+            f"one slot. Received shapes {context_ids.shape} and "
+            f"{positions.shape}."
+        )
     for name, tensor in (("masked_steps", steps), ("masked_ids", originals)):
         if _static_length(name, tensor) != k:
             raise ValueError(

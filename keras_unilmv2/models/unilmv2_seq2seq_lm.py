@@ -1,0 +1,336 @@
+"""UniLMv2 sequence-to-sequence LM: pseudo-mask fine-tuning and generation."""
+
+import keras
+import numpy as np
+from keras import ops
+from keras_hub.models import Seq2SeqLM
+from keras_hub.samplers import get as get_sampler
+
+from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
+from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
+    UniLMv2Seq2SeqLMPreprocessor,
+)
+from keras_unilmv2.utils.preset_utils import PresetMixin
+
+
+@keras.saving.register_keras_serializable(package="keras_unilmv2")
+class UniLMv2LabelSmoothingLoss(keras.losses.Loss):
+    """The label-smoothed loss of s2s-ft, in float32.
+
+    The target distribution puts `1 - smoothing` on the gold id and
+    `smoothing / (V - 2)` on every other id except the padding id, which gets
+    0; the per-token loss is `KL(q || softmax(logits))`. Label-0 (padding)
+    positions contribute nothing. With the default reduction
+    (`mean_with_sample_weight`) and the preprocessor's sample weights the
+    result is the mean over real target tokens, as in the reference.
+    With `smoothing=0` it is the plain cross-entropy.
+
+    Args:
+        smoothing: float in [0, 1).
+        pad_token_id: int, the id that gets no probability mass.
+    """
+
+    def __init__(
+        self,
+        smoothing=0.1,
+        pad_token_id=0,
+        reduction="mean_with_sample_weight",
+        name="unilmv2_label_smoothing",
+        **kwargs,
+    ):
+        super().__init__(reduction=reduction, name=name, dtype="float32", **kwargs)
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"`smoothing` must be in [0, 1). Received: smoothing={smoothing}")
+        self.smoothing = smoothing
+        self.pad_token_id = pad_token_id
+
+    def call(self, y_true, y_pred):
+        logits = ops.cast(y_pred, "float32")
+        labels = ops.cast(y_true, "int32")
+        log_probs = ops.log_softmax(logits, axis=-1)
+        vocabulary_size = ops.shape(logits)[-1]
+        gold = ops.one_hot(labels, vocabulary_size, dtype="float32")
+        gold_log_prob = ops.sum(gold * log_probs, axis=-1)
+        if self.smoothing == 0.0:
+            loss = -gold_log_prob
+        else:
+            eps = self.smoothing
+            other = eps / (ops.cast(vocabulary_size, "float32") - 2.0)
+            pad_log_prob = log_probs[..., self.pad_token_id]
+            # sum_v q_v log q_v is a constant; sum_v q_v log p_v splits into the
+            # gold term and the uniform term over the non-gold, non-pad ids.
+            rest = ops.sum(log_probs, axis=-1) - gold_log_prob - pad_log_prob
+            entropy = (1.0 - eps) * np.log(1.0 - eps) + eps * ops.log(other)
+            loss = entropy - (1.0 - eps) * gold_log_prob - other * rest
+        return ops.where(ops.equal(labels, self.pad_token_id), 0.0, loss)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"smoothing": self.smoothing, "pad_token_id": self.pad_token_id})
+        return config
+
+
+def extend_position_embeddings(backbone, max_sequence_length):
+    """A copy of `backbone` whose position table is tiled to a new length.
+
+    As the reference does for `max_src + max_tgt > 512`: rows
+    `n, n+1, ...` of the new table repeat rows `0, 1, ...` of the old one.
+    The given backbone is left untouched.
+    """
+    old = backbone.max_sequence_length
+    if max_sequence_length <= old:
+        return backbone
+    config = dict(backbone.get_config(), max_sequence_length=max_sequence_length)
+    extended = UniLMv2Backbone.from_config(config)
+    table = ops.convert_to_numpy(backbone.position_embedding.embeddings)
+    reps = -(-max_sequence_length // old)
+    for source, target in zip(backbone.weights, extended.weights):
+        if source.path == backbone.position_embedding.embeddings.path:
+            target.assign(np.tile(table, (reps, 1))[:max_sequence_length])
+        else:
+            target.assign(source)
+    return extended
+
+
+@keras.saving.register_keras_serializable(package="keras_unilmv2")
+class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
+    """UniLMv2 sequence-to-sequence LM (s2s-ft pseudo-mask fine-tuning).
+
+    One encoder stack generates: training lays out
+    `[source | target | pseudo copies of target]` under the pseudo-mask
+    attention rule and scores the pseudo slots through the pretrained tied
+    LM head (`backbone.lm_head`); generation encodes the source once into
+    the backbone's own key/value cache, then each step feeds
+    `[previous token, [MASK]]` and reads the prediction at `[MASK]`.
+
+    `generate()` works with keras-hub's samplers (`"greedy"`, `"top_k"`,
+    `"top_p"`, ...) and with `keras_unilmv2.samplers.UniLMv2BeamSampler`
+    (beam search with GNMT length penalty, minimum length and n-gram
+    blocking, as the reference decoder). Microsoft's decoder hard-codes a
+    LayerNorm epsilon of 1e-5 where training uses the config's 1e-12; to
+    reproduce its outputs exactly build the backbone with
+    `UniLMv2Backbone.from_preset(preset, layer_norm_epsilon=1e-5)`.
+
+    Args:
+        backbone: a `UniLMv2Backbone`. If the preprocessor's source plus
+            target length exceeds its position table, a copy with the table
+            tiled (as the reference does) is used instead.
+        preprocessor: a `UniLMv2Seq2SeqLMPreprocessor` or None.
+        label_smoothing: float, 0.1 as in s2s-ft.
+
+    Example:
+    ```python
+    seq2seq = keras_unilmv2.UniLMv2Seq2SeqLM.from_preset(
+        "unilmv2_tiny_en_uncased"
+    )
+    seq2seq.fit({"encoder_text": docs, "decoder_text": titles}, epochs=1)
+    seq2seq.compile(sampler=keras_unilmv2.samplers.UniLMv2BeamSampler(
+        num_beams=4, length_penalty=0.9, no_repeat_ngram_size=3))
+    seq2seq.generate(["a new document"], max_length=32)
+    ```
+    """
+
+    backbone_cls = UniLMv2Backbone
+    preprocessor_cls = UniLMv2Seq2SeqLMPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, label_smoothing=0.1, **kwargs):
+        if preprocessor is not None:
+            needed = (
+                preprocessor.encoder_sequence_length
+                + preprocessor.decoder_sequence_length
+            )
+            backbone = extend_position_embeddings(backbone, needed)
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+        # === Functional Model ===
+        inputs = {
+            "token_ids": keras.Input((None,), dtype="int32", name="token_ids"),
+            "segment_ids": keras.Input((None,), dtype="int32", name="segment_ids"),
+            "position_ids": keras.Input((None,), dtype="int32", name="position_ids"),
+            "padding_mask": keras.Input((None,), dtype="int32", name="padding_mask"),
+            "attention_mask": keras.Input(
+                (None, None), dtype="int32", name="attention_mask"
+            ),
+            "pseudo_positions": keras.Input(
+                (None,), dtype="int32", name="pseudo_positions"
+            ),
+        }
+        sequence = backbone(
+            {k: v for k, v in inputs.items() if k != "pseudo_positions"}
+        )["sequence_output"]
+        logits = backbone.lm_head(sequence, positions=inputs["pseudo_positions"])
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(
+                "`label_smoothing` must be in [0, 1). Received: "
+                f"label_smoothing={label_smoothing}"
+            )
+        # Read by `compile()`, which the base constructor calls.
+        self._label_smoothing = label_smoothing
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        # === Config ===
+        self.label_smoothing = label_smoothing
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        *,
+        weighted_metrics="auto",
+        sampler="greedy",
+        **kwargs,
+    ):
+        """Like `keras_hub.models.Seq2SeqLM.compile`, with s2s-ft defaults.
+
+        `loss="auto"` is the label-smoothed loss of the reference (mean over
+        real target tokens, float32); `optimizer="auto"` is AdamW(5e-5,
+        weight decay 0.01) with gradient clipping at norm 1.0;
+        `sampler="greedy"` by default, as the reference decoder with beam 1.
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.AdamW(5e-5, weight_decay=0.01, clipnorm=1.0)
+        if loss == "auto":
+            pad = 0
+            if self.preprocessor is not None:
+                pad = self.preprocessor.tokenizer.pad_token_id
+            loss = UniLMv2LabelSmoothingLoss(self._label_smoothing, pad_token_id=pad)
+        if isinstance(sampler, str) and sampler not in (
+            "greedy", "top_k", "top_p", "random", "beam", "contrastive"
+        ):
+            raise ValueError(
+                f"Unknown sampler {sampler!r}. Use 'greedy', 'top_k', 'top_p', "
+                "'random', or a sampler instance such as "
+                "`keras_unilmv2.samplers.UniLMv2BeamSampler(num_beams=4)`."
+            )
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            weighted_metrics=weighted_metrics,
+            sampler=sampler,
+            **kwargs,
+        )
+
+    # --- cached generation --------------------------------------------------
+
+    def _special_ids(self):
+        if self.preprocessor is None:
+            raise ValueError(
+                "`generate()` needs a preprocessor to know the [MASK] id and "
+                "the segment ids; attach a `UniLMv2Seq2SeqLMPreprocessor`."
+            )
+        p = self.preprocessor
+        return p.tokenizer.mask_token_id, p.source_type_id, p.target_type_id
+
+    def _build_cache(self, encoder_token_ids, encoder_padding_mask, target_length):
+        """Encodes the source once; returns the cache tuple for the sampler.
+
+        Cache slots: `[source S | slot 0 (never visible) | target 1..T]`.
+        Target slot `t` has position `n_s + t - 1` (n_s = real source
+        length): the `[MASK]` predicting the first token sits at `n_s`.
+        """
+        _, source_type, _ = self._special_ids()
+        batch, source_length = ops.shape(encoder_token_ids)[0], ops.shape(encoder_token_ids)[1]
+        source_valid = ops.cast(encoder_padding_mask, "bool")
+        num_source = ops.sum(ops.cast(source_valid, "int32"), axis=1)
+        source_positions = ops.where(
+            source_valid, ops.arange(source_length, dtype="int32")[None, :], 0
+        )
+        target_positions = num_source[:, None] + ops.arange(target_length + 1, dtype="int32")[None, :] - 1
+        key_positions = ops.concatenate(
+            [source_positions, ops.maximum(target_positions, 0)], axis=1
+        )
+        total = source_length + target_length + 1
+        kv = self.backbone.build_cache(batch, total)
+        visible = ops.concatenate(
+            [source_valid, ops.zeros((batch, target_length + 1), "bool")], axis=1
+        )
+        mask = ops.broadcast_to(visible[:, None, :], (batch, source_length, total))
+        _, kv = self.backbone.call_with_cache(
+            encoder_token_ids,
+            ops.full((batch, source_length), source_type, dtype="int32"),
+            source_positions,
+            key_positions,
+            mask,
+            kv,
+            0,
+        )
+        return kv, key_positions, visible
+
+    def call_with_cache(self, token_ids, cache, index):
+        """One decoding step: `[token at slot index-1, [MASK] at slot index]`.
+
+        Returns the LM logits at `[MASK]`, its hidden state and the cache.
+        """
+        mask_id, _, target_type = self._special_ids()
+        kv, key_positions, source_visible = cache
+        batch = ops.shape(token_ids)[0]
+        # Cache slots: [source | slot 0 | target slots 1..T] (see _build_cache).
+        total = ops.shape(key_positions)[1]
+        source_length = total - ops.shape(token_ids)[1]
+        previous = ops.slice(token_ids, [0, index - 1], [batch, 1])
+        step_ids = ops.concatenate(
+            [ops.cast(previous, "int32"), ops.full((batch, 1), mask_id, dtype="int32")], axis=1
+        )
+        query_slots = source_length + index - 1 + ops.arange(2, dtype="int32")
+        positions = ops.take(key_positions, query_slots, axis=1)
+        key_slots = ops.arange(total, dtype="int32")
+        causal = ops.logical_and(
+            key_slots[None, :] > source_length, key_slots[None, :] <= query_slots[:, None]
+        )
+        mask = ops.logical_or(source_visible[:, None, :], causal[None, :, :])
+        hidden, kv = self.backbone.call_with_cache(
+            step_ids,
+            ops.full((batch, 2), target_type, dtype="int32"),
+            positions,
+            key_positions,
+            mask,
+            kv,
+            source_length + index - 1,
+        )
+        logits = self.backbone.lm_head(hidden[:, 1:, :])[:, 0, :]
+        return logits, hidden[:, 1, :], (kv, key_positions, source_visible)
+
+    def generate_step(self, inputs, stop_token_ids=None):
+        """Generates a batch: `decoder_token_ids` slots 1.. get the tokens."""
+        encoder_token_ids = inputs["encoder_token_ids"]
+        encoder_padding_mask = inputs["encoder_padding_mask"]
+        decoder_token_ids = inputs["decoder_token_ids"]
+        decoder_padding_mask = inputs["decoder_padding_mask"]
+        target_length = ops.shape(decoder_token_ids)[1] - 1
+        cache = self._build_cache(encoder_token_ids, encoder_padding_mask, target_length)
+
+        def next(prompt, cache, index):
+            logits, hidden, cache = self.call_with_cache(prompt, cache, index)
+            return logits, hidden, cache
+
+        decoder_token_ids = self.sampler(
+            next=next,
+            prompt=decoder_token_ids,
+            cache=cache,
+            index=1,
+            mask=decoder_padding_mask,
+            stop_token_ids=stop_token_ids,
+            model=self,
+        )
+        # Slots after the first stop token are padding.
+        if stop_token_ids is not None:
+            is_stop = ops.zeros_like(decoder_token_ids, dtype="bool")
+            for stop in stop_token_ids:
+                is_stop = ops.logical_or(is_stop, ops.equal(decoder_token_ids, stop))
+            generated = ops.arange(ops.shape(decoder_token_ids)[1])[None, :] > 0
+            is_stop = ops.logical_and(is_stop, generated)
+            after = ops.cumsum(ops.cast(is_stop, "int32"), axis=1) - ops.cast(is_stop, "int32")
+            decoder_padding_mask = ops.logical_and(generated, ops.equal(after, 0))
+        else:
+            decoder_padding_mask = ops.ones_like(decoder_token_ids, dtype="bool")
+        return {
+            "decoder_token_ids": decoder_token_ids,
+            "decoder_padding_mask": decoder_padding_mask,
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config["label_smoothing"] = self.label_smoothing
+        return config

@@ -1,0 +1,355 @@
+"""Preprocessing for UniLMv2 pseudo-mask seq2seq fine-tuning (s2s-ft)."""
+
+import keras
+from keras_hub.models import Preprocessor
+
+from keras_unilmv2 import masks
+from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
+from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
+from keras_unilmv2.utils.preset_utils import PresetMixin
+
+
+def _tf():
+    try:
+        import tensorflow as tf
+    except ImportError as e:  # pragma: no cover - depends on the env
+        raise ImportError(
+            "UniLMv2Seq2SeqLMPreprocessor runs on TensorFlow (tf.data): "
+            "`pip install tensorflow tensorflow-text`."
+        ) from e
+    return tf
+
+
+def _check_rate(name, value):
+    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package="keras_unilmv2")
+class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
+    """Builds the s2s-ft pseudo-mask layout `[source | target | pseudo]`.
+
+    For each `(encoder_text, decoder_text)` pair:
+
+    - source = `[CLS] source [SEP]`, cut to `encoder_sequence_length` (S)
+      and padded; target = `target [SEP]`, cut to `decoder_sequence_length`
+      (T) and padded; long texts are truncated, never an error;
+    - pseudo block: one pseudo token per real target token, `[MASK]` with
+      probability `1 - pseudo_keep_rate - pseudo_random_rate`, the gold
+      token itself with `pseudo_keep_rate`, a uniformly random id with
+      `pseudo_random_rate` (the reference's 80/10/10);
+    - target word drop: with probability `target_mask_rate` a visible
+      target token is replaced by its (noised) pseudo token;
+    - optional source masking: with probability `source_mask_rate` a source
+      token (not `[CLS]`/`[SEP]`) becomes `[MASK]`;
+    - segment ids `source_type_id` / `target_type_id`, position ids (pseudo
+      tokens reuse the target positions) and the 3-D attention mask of
+      `keras_unilmv2.masks.seq2seq_inputs`.
+
+    Outputs `(x, y, sample_weight)`: `x` holds the backbone inputs plus
+    `pseudo_positions` (the slots of the pseudo block, `[T]`), `y` the gold
+    target ids `[T]` (0 on padding), `sample_weight` 1.0 on real target
+    tokens. The noise is drawn from stateless random ops seeded by `seed`
+    and the example's tokens, so the output is the same eagerly and inside
+    `tf.data`, and reproducible; `seed=None` draws fresh noise every call.
+
+    Args:
+        tokenizer: a `UniLMv2Tokenizer`.
+        encoder_sequence_length: int, S (with `[CLS]` and `[SEP]`).
+        decoder_sequence_length: int, T (with the final `[SEP]`).
+        pseudo_keep_rate: float, reference default 0.1.
+        pseudo_random_rate: float, reference default 0.1.
+        target_mask_rate: float, the reference's `target_mask_prob` (0.5).
+        source_mask_rate: float, default 0 (off).
+        source_type_id: int, 0 in UniLMv2 configs.
+        target_type_id: int, 1 in UniLMv2 configs.
+        seed: int or None.
+
+    Example:
+    ```python
+    preprocessor = keras_unilmv2.UniLMv2Seq2SeqLMPreprocessor.from_preset(
+        "unilmv2_tiny_en_uncased",
+        encoder_sequence_length=128,
+        decoder_sequence_length=32,
+    )
+    x, y, sample_weight = preprocessor(
+        {"encoder_text": ["a long document ..."], "decoder_text": ["its title"]}
+    )
+    ```
+    """
+
+    backbone_cls = UniLMv2Backbone
+    tokenizer_cls = UniLMv2Tokenizer
+
+    def __init__(
+        self,
+        tokenizer,
+        encoder_sequence_length=192,
+        decoder_sequence_length=64,
+        pseudo_keep_rate=0.1,
+        pseudo_random_rate=0.1,
+        target_mask_rate=0.5,
+        source_mask_rate=0.0,
+        source_type_id=0,
+        target_type_id=1,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.tokenizer = tokenizer
+        for name, value, minimum in (
+            ("encoder_sequence_length", encoder_sequence_length, 3),
+            ("decoder_sequence_length", decoder_sequence_length, 2),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(
+                    f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
+                )
+        for name, value in (
+            ("pseudo_keep_rate", pseudo_keep_rate),
+            ("pseudo_random_rate", pseudo_random_rate),
+            ("target_mask_rate", target_mask_rate),
+            ("source_mask_rate", source_mask_rate),
+        ):
+            _check_rate(name, value)
+        if pseudo_keep_rate + pseudo_random_rate > 1.0:
+            raise ValueError(
+                "`pseudo_keep_rate + pseudo_random_rate` must be <= 1. Received: "
+                f"{pseudo_keep_rate} + {pseudo_random_rate}"
+            )
+        self.encoder_sequence_length = encoder_sequence_length
+        self.decoder_sequence_length = decoder_sequence_length
+        self.pseudo_keep_rate = pseudo_keep_rate
+        self.pseudo_random_rate = pseudo_random_rate
+        self.target_mask_rate = target_mask_rate
+        self.source_mask_rate = source_mask_rate
+        self.source_type_id = source_type_id
+        self.target_type_id = target_type_id
+        self.seed = seed
+
+    # --- tokenization -------------------------------------------------------
+
+    def _tokenize(self, inputs, name):
+        tf = _tf()
+        if isinstance(inputs, str) or (
+            isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str)
+        ):
+            inputs = tf.constant(inputs)
+        if hasattr(inputs, "dtype") and inputs.dtype == tf.string:
+            empty = tf.equal(tf.strings.length(tf.strings.strip(inputs)), 0)
+            tf.debugging.assert_equal(
+                tf.reduce_any(empty),
+                False,
+                message=f"`{name}` holds an empty string; every example needs text.",
+            )
+            return self.tokenizer(inputs)
+        return inputs  # already token ids (dense or ragged)
+
+    @staticmethod
+    def _as_batch(tokens):
+        tf = _tf()
+        if isinstance(tokens, tf.RaggedTensor):
+            return tokens, False
+        if isinstance(tokens, (list, tuple)):
+            # The tokenizer's pure-Python path returns lists.
+            if tokens and isinstance(tokens[0], (list, tuple)):
+                return tf.ragged.constant(tokens, dtype="int32", ragged_rank=1), False
+            return tf.ragged.constant([list(tokens)], dtype="int32", ragged_rank=1), True
+        tokens = tf.convert_to_tensor(tokens)
+        if tokens.shape.rank == 1:
+            return tf.RaggedTensor.from_tensor(tokens[None, :]), True
+        return tf.RaggedTensor.from_tensor(tokens), False
+
+    def _pack_source(self, tokens):
+        tf = _tf()
+        t = self.tokenizer
+        body = tokens[:, : self.encoder_sequence_length - 2]
+        batch = body.nrows()
+        cls = tf.fill([batch, 1], t.cls_token_id)
+        sep = tf.fill([batch, 1], t.sep_token_id)
+        packed = tf.concat([tf.cast(cls, body.dtype), body, tf.cast(sep, body.dtype)], axis=1)
+        lengths = tf.cast(packed.row_lengths(), "int32")
+        dense = packed.to_tensor(
+            default_value=t.pad_token_id, shape=[None, self.encoder_sequence_length]
+        )
+        return tf.cast(dense, "int32"), lengths
+
+    def _pack_target(self, tokens, length):
+        tf = _tf()
+        body = tokens[:, : length - 1]
+        sep = tf.fill([body.nrows(), 1], self.tokenizer.sep_token_id)
+        packed = tf.concat([body, tf.cast(sep, body.dtype)], axis=1)
+        lengths = tf.cast(packed.row_lengths(), "int32")
+        dense = packed.to_tensor(default_value=self.tokenizer.pad_token_id, shape=[None, length])
+        return tf.cast(dense, "int32"), lengths
+
+    # --- noise --------------------------------------------------------------
+
+    def _uniform(self, shape, ids, salt):
+        tf = _tf()
+        if self.seed is None:
+            return tf.random.uniform(shape)
+        # A per-example seed from the content: identical eagerly and in
+        # tf.data, and different for different examples.
+        weights = tf.range(1, tf.shape(ids)[1] + 1, dtype="int64")
+        content = tf.reduce_sum(tf.cast(ids, "int64") * weights * 1000003, axis=1)
+        content = tf.math.floormod(content, 2**31 - 1)
+        seeds = tf.stack(
+            [tf.fill(tf.shape(content), tf.constant(self.seed + salt, "int64")), content],
+            axis=1,
+        )
+        return tf.map_fn(
+            lambda s: tf.random.stateless_uniform(shape[1:], seed=s),
+            seeds,
+            fn_output_signature=tf.float32,
+        )
+
+    def _noise(self, source, target, num_source, num_target):
+        tf = _tf()
+        t = self.tokenizer
+        vocabulary_size = t.vocabulary_size()
+        shape = tf.shape(target)
+        real_target = tf.sequence_mask(num_target, self.decoder_sequence_length)
+        both = tf.concat([source, target], axis=1)
+        choice = self._uniform(shape, both, 1)
+        random_ids = tf.cast(
+            tf.math.floor(self._uniform(shape, both, 2) * vocabulary_size), "int32"
+        )
+        random_ids = tf.minimum(random_ids, vocabulary_size - 1)
+        keep = choice < self.pseudo_keep_rate
+        rand = tf.logical_and(
+            ~keep, choice < self.pseudo_keep_rate + self.pseudo_random_rate
+        )
+        pseudo = tf.where(keep, target, tf.fill(shape, t.mask_token_id))
+        pseudo = tf.where(rand, random_ids, pseudo)
+        pseudo = tf.where(real_target, pseudo, t.pad_token_id)
+        drop = self._uniform(shape, both, 3) < self.target_mask_rate
+        visible_target = tf.where(tf.logical_and(drop, real_target), pseudo, target)
+        if self.source_mask_rate > 0:
+            positions = tf.range(self.encoder_sequence_length)[None, :]
+            inner = tf.logical_and(positions > 0, positions < num_source[:, None] - 1)
+            hit = self._uniform(tf.shape(source), both, 4) < self.source_mask_rate
+            source = tf.where(tf.logical_and(inner, hit), t.mask_token_id, source)
+        return source, visible_target, pseudo
+
+    # --- layers API ---------------------------------------------------------
+
+    def call(self, x, y=None, sample_weight=None):
+        tf = _tf()
+        if not isinstance(x, dict) or set(x) != {"encoder_text", "decoder_text"}:
+            raise ValueError(
+                "`UniLMv2Seq2SeqLMPreprocessor` takes a dict with the keys "
+                "'encoder_text' and 'decoder_text' (strings or token ids). "
+                f"Received: {sorted(x) if isinstance(x, dict) else type(x).__name__}"
+            )
+        if y is not None or sample_weight is not None:
+            raise ValueError(
+                "`UniLMv2Seq2SeqLMPreprocessor` makes its own labels from "
+                "'decoder_text'; pass no `y` or `sample_weight`."
+            )
+        source_tokens, unbatched = self._as_batch(self._tokenize(x["encoder_text"], "encoder_text"))
+        target_tokens, _ = self._as_batch(self._tokenize(x["decoder_text"], "decoder_text"))
+        source, num_source = self._pack_source(source_tokens)
+        labels, num_target = self._pack_target(target_tokens, self.decoder_sequence_length)
+        source, target, pseudo = self._noise(source, labels, num_source, num_target)
+        inputs = masks.seq2seq_inputs(
+            source,
+            target,
+            pseudo,
+            num_source,
+            num_target,
+            self.source_type_id,
+            self.target_type_id,
+        )
+        start = self.encoder_sequence_length + self.decoder_sequence_length
+        batch = tf.shape(source)[0]
+        inputs["pseudo_positions"] = tf.tile(
+            tf.range(start, start + self.decoder_sequence_length)[None, :], [batch, 1]
+        )
+        weights = tf.cast(tf.sequence_mask(num_target, self.decoder_sequence_length), "float32")
+        outputs = (inputs, labels, weights)
+        if unbatched:
+            outputs = tf.nest.map_structure(lambda t: t[0], outputs)
+        return keras.utils.pack_x_y_sample_weight(*outputs)
+
+    def generate_preprocess(self, x, sequence_length=None):
+        """Source text -> `encoder_token_ids` and `decoder_*` for `generate`.
+
+        `x` is a string, a list of strings or a dict with `encoder_text`.
+        `sequence_length` is the number of target tokens to generate
+        (default `decoder_sequence_length`). The decoder block has one more
+        slot in front (slot 0, never attended to), so that the first step
+        has a "previous token" like every other step.
+        """
+        tf = _tf()
+        if isinstance(x, dict):
+            x = x["encoder_text"]
+        target_length = sequence_length or self.decoder_sequence_length
+        if isinstance(target_length, bool) or not isinstance(target_length, int) or target_length < 1:
+            raise ValueError(
+                "`max_length` (the number of target tokens to generate) must be "
+                f"an integer >= 1. Received: {target_length!r}"
+            )
+        tokens, unbatched = self._as_batch(self._tokenize(x, "encoder_text"))
+        source, _ = self._pack_source(tokens)
+        batch = tf.shape(source)[0]
+        outputs = {
+            "encoder_token_ids": source,
+            "encoder_padding_mask": tf.not_equal(source, self.tokenizer.pad_token_id),
+            "decoder_token_ids": tf.zeros([batch, target_length + 1], "int32"),
+            "decoder_padding_mask": tf.concat(
+                [tf.ones([batch, 1], "bool"), tf.zeros([batch, target_length], "bool")],
+                axis=1,
+            ),
+        }
+        if unbatched:
+            outputs = tf.nest.map_structure(lambda t: t[0], outputs)
+        return outputs
+
+    def generate_postprocess(self, x):
+        """Generated ids -> strings, cut at the first `[SEP]` or `[PAD]`."""
+        import numpy as np
+
+        ids = np.asarray(keras.ops.convert_to_numpy(x["decoder_token_ids"]))
+        unbatched = ids.ndim == 1
+        ids = np.atleast_2d(ids)[:, 1:]
+        stop = (self.tokenizer.sep_token_id, self.tokenizer.pad_token_id)
+        texts = []
+        for row in ids:
+            kept = []
+            for token in row.tolist():
+                if token in stop:
+                    break
+                kept.append(token)
+            texts.append(self._detokenize(kept))
+        return texts[0] if unbatched else texts
+
+    def _detokenize(self, ids):
+        if not ids:
+            return ""
+        tokens = [self.tokenizer.id_to_token(i) for i in ids]
+        # Join `##` pieces to the previous word, as the reference decoder does.
+        words = []
+        for token in tokens:
+            if token.startswith("##") and words:
+                words[-1] += token[2:]
+            else:
+                words.append(token)
+        return " ".join(words)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoder_sequence_length": self.encoder_sequence_length,
+                "decoder_sequence_length": self.decoder_sequence_length,
+                "pseudo_keep_rate": self.pseudo_keep_rate,
+                "pseudo_random_rate": self.pseudo_random_rate,
+                "target_mask_rate": self.target_mask_rate,
+                "source_mask_rate": self.source_mask_rate,
+                "source_type_id": self.source_type_id,
+                "target_type_id": self.target_type_id,
+                "seed": self.seed,
+            }
+        )
+        return config
