@@ -10,6 +10,7 @@ from keras_hub.models import Preprocessor
 from keras_unilmv2 import masks
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
+from keras_unilmv2.utils.preset_utils import PresetMixin
 
 # TensorFlow runs this preprocessor (eagerly and inside tf.data) on every
 # Keras backend, but `import keras_unilmv2` must work without it.
@@ -84,7 +85,7 @@ def default_max_predictions(sequence_length, mask_rate, max_span_length):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2PMLMPreprocessor(Preprocessor):
+class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
     """UniLMv2 preprocessing for PMLM (pseudo-masked LM) pre-training.
 
     Turns text into the one-pass PMLM input of the UniLMv2 paper: the

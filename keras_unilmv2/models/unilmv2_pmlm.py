@@ -1,0 +1,120 @@
+"""PMLM pre-training: the autoencoding and partially autoregressive losses."""
+
+import keras
+from keras_hub.models import Task
+
+from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
+from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
+from keras_unilmv2.utils.preset_utils import PresetMixin
+
+
+@keras.saving.register_keras_serializable(package="keras_unilmv2")
+class UniLMv2PMLM(PresetMixin, Task):
+    """UniLMv2 pseudo-masked LM pre-training (Bao et al., 2020).
+
+    One forward pass of the backbone over the PMLM layout built by
+    `UniLMv2PMLMPreprocessor` (corrupted text with `[M]`, then per
+    factorization step the pseudo masks `[P]` and the original tokens, under
+    the blockwise attention mask). The pretrained LM head
+    (`backbone.lm_head`, tied to the word embeddings) is applied only at the
+    `[M]` slots (output `"ae"`, autoencoding) and at the `[P]` slots (output
+    `"par"`, partially autoregressive). With the default `compile()` the
+    training loss is `L_AE + L_PAR`, each the mean cross-entropy over its
+    real predictions (computed in float32), and both accuracies are
+    reported (`ae_accuracy`, `par_accuracy`).
+
+    Args:
+        backbone: a `UniLMv2Backbone`.
+        preprocessor: a `UniLMv2PMLMPreprocessor` or None.
+
+    Example:
+    ```python
+    backbone = keras_unilmv2.UniLMv2Backbone(
+        vocabulary_size=tokenizer.vocabulary_size(), num_layers=4,
+        num_heads=4, hidden_dim=256, intermediate_dim=1024,
+    )
+    preprocessor = keras_unilmv2.UniLMv2PMLMPreprocessor(
+        tokenizer, sequence_length=128
+    )
+    pmlm = keras_unilmv2.UniLMv2PMLM(backbone, preprocessor)
+    pmlm.fit(text_dataset, epochs=1)
+    ```
+    """
+
+    backbone_cls = UniLMv2Backbone
+    preprocessor_cls = UniLMv2PMLMPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+        # === Functional Model ===
+        def int_input(name, rank=1):
+            return keras.Input((None,) * rank, dtype="int32", name=name)
+
+        inputs = {
+            "token_ids": int_input("token_ids"),
+            "segment_ids": int_input("segment_ids"),
+            "padding_mask": int_input("padding_mask"),
+            "position_ids": int_input("position_ids"),
+            "attention_mask": int_input("attention_mask", rank=2),
+            "mask_positions": int_input("mask_positions"),
+            "pseudo_positions": int_input("pseudo_positions"),
+        }
+        backbone_inputs = {
+            key: inputs[key]
+            for key in (
+                "token_ids",
+                "segment_ids",
+                "padding_mask",
+                "position_ids",
+                "attention_mask",
+            )
+        }
+        sequence = backbone(backbone_inputs)["sequence_output"]
+        outputs = {
+            "ae": backbone.lm_head(sequence, positions=inputs["mask_positions"]),
+            "par": backbone.lm_head(sequence, positions=inputs["pseudo_positions"]),
+        }
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        *,
+        weighted_metrics="auto",
+        **kwargs,
+    ):
+        """Configures pre-training, with the paper's settings by default.
+
+        `optimizer="auto"`: AdamW(1e-4, beta_2=0.98, epsilon=1e-6, weight
+        decay 0.01, none on biases and LayerNorm), gradient clipping at 1.0.
+        `loss="auto"`: sparse cross-entropy on `"ae"` and on `"par"`, each a
+        mean over real predictions, summed. `weighted_metrics="auto"`:
+        accuracy of each.
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.AdamW(
+                1e-4, beta_2=0.98, epsilon=1e-6, weight_decay=0.01, clipnorm=1.0
+            )
+            optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        if loss == "auto":
+            loss = {
+                name: keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True, reduction="mean_with_sample_weight"
+                )
+                for name in ("ae", "par")
+            }
+        if weighted_metrics == "auto":
+            weighted_metrics = {
+                name: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+                for name in ("ae", "par")
+            }
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            weighted_metrics=weighted_metrics,
+            **kwargs,
+        )
