@@ -21,6 +21,32 @@ from keras_unilmv2.utils.preset_utils import PresetMixin
 from keras_unilmv2.utils.preset_utils import local_preset_dir
 
 REQUIRED_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+# Weight-path regexes and their sharding ("model" = the model-parallel mesh
+# axis, None = replicated); see `UniLMv2Backbone.get_layout_map`. Keras
+# matches a whole path (`re.fullmatch`), hence the `.*` prefixes: a task
+# may nest the backbone's weights under its own names.
+LAYOUT_RULES = (
+    (r".*token_embedding/embeddings", ("model", None)),
+    (r".*(position|segment)_embedding/embeddings", (None, "model")),
+    (r".*embeddings_layer_norm/(gamma|beta)", (None,)),
+    (r".*relative_position_bias/bias_table", (None, None)),
+    (r".*self_attention/(query|key|value)/kernel", (None, "model")),
+    (r".*self_attention/(query|value)/bias", ("model",)),
+    (r".*self_attention/attention_output/kernel", ("model", None)),
+    (r".*self_attention/attention_output/bias", (None,)),
+    (r".*feedforward_intermediate_dense/kernel", (None, "model")),
+    (r".*feedforward_intermediate_dense/bias", ("model",)),
+    (r".*feedforward_output_dense/kernel", ("model", None)),
+    (r".*feedforward_output_dense/bias", (None,)),
+    (r".*(self_attention|feedforward)_layer_norm/(gamma|beta)", (None,)),
+    (r".*pooled_dense/kernel", (None, None)),
+    (r".*pooled_dense/bias", (None,)),
+    (r".*lm_head/transform_dense/kernel", (None, None)),
+    (r".*lm_head/transform_dense/bias", (None,)),
+    (r".*lm_head/transform_layer_norm/(gamma|beta)", (None,)),
+    (r".*lm_head/output_bias", ("model",)),
+)
 OPTIONAL_INPUTS = ("position_ids", "attention_mask")
 
 
@@ -321,6 +347,52 @@ class UniLMv2Backbone(PresetMixin, Backbone):
             config.update(kwargs)
             return cls(**config)
         return super().from_preset(preset, load_weights=load_weights, **kwargs)
+
+    @staticmethod
+    def get_layout_map(
+        device_mesh,
+        model_parallel_dim_name="model",
+        data_parallel_dim_name="batch",
+    ):
+        """A `keras.distribution.LayoutMap` for model parallelism.
+
+        Megatron-style sharding over the `model_parallel_dim_name` axis of
+        `device_mesh`: the word-embedding table by vocabulary rows (the tied
+        LM output and its bias follow), the position and segment tables by
+        hidden columns, the query/key/value and feed-forward input kernels
+        by output columns, the attention-output and feed-forward output
+        kernels by input rows. The relative-position table, every LayerNorm,
+        the pooler and the LM-head transform are replicated, by explicit
+        entries, so that every weight of the model matches exactly one rule
+        (see `tests/distribution/test_layout_map.py`).
+
+        Args:
+            device_mesh: a `keras.distribution.DeviceMesh`.
+            model_parallel_dim_name: the mesh axis that shards weights.
+            data_parallel_dim_name: the mesh axis of the batch (unused for
+                weights; kept for keras-hub's signature).
+
+        Example:
+        ```python
+        mesh = keras.distribution.DeviceMesh(
+            (2, 4), ["batch", "model"], keras.distribution.list_devices()
+        )
+        layout_map = UniLMv2Backbone.get_layout_map(mesh)
+        keras.distribution.set_distribution(
+            keras.distribution.ModelParallel(layout_map=layout_map)
+        )
+        ```
+        """
+        if model_parallel_dim_name not in device_mesh.axis_names:
+            raise ValueError(
+                f"`model_parallel_dim_name` {model_parallel_dim_name!r} is not an "
+                f"axis of the device mesh {device_mesh.axis_names}."
+            )
+        m = model_parallel_dim_name
+        layout_map = keras.distribution.LayoutMap(device_mesh)
+        for pattern, layout in LAYOUT_RULES:
+            layout_map[pattern] = tuple(m if axis == "model" else None for axis in layout)
+        return layout_map
 
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(self._standardize_inputs(inputs), *args, **kwargs)
