@@ -5,5 +5,13 @@ importing Keras.
 """
 
 from keras_unilmv2 import layers
-from keras_unilmv2.models import *  # noqa: F401,F403
+from keras_unilmv2 import masks
+from keras_unilmv2.models import UniLMv2Backbone
+from keras_unilmv2.models import UniLMv2LabelSmoothingLoss
+from keras_unilmv2.models import UniLMv2PMLM
+from keras_unilmv2.models import UniLMv2PMLMPreprocessor
+from keras_unilmv2.models import UniLMv2Seq2SeqLM
+from keras_unilmv2.models import UniLMv2Seq2SeqLMPreprocessor
+from keras_unilmv2.models import UniLMv2Tokenizer
+from keras_unilmv2.models import extend_position_embeddings
 from keras_unilmv2.version import __version__

@@ -1,8 +1,15 @@
 """Models of the UniLMv2 family: backbone, tokenizer, preprocessors, tasks."""
 
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
+from keras_unilmv2.models.unilmv2_pmlm import UniLMv2PMLM
+from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
+from keras_unilmv2.models.unilmv2_seq2seq_lm import UniLMv2LabelSmoothingLoss
+from keras_unilmv2.models.unilmv2_seq2seq_lm import UniLMv2Seq2SeqLM
+from keras_unilmv2.models.unilmv2_seq2seq_lm import extend_position_embeddings
+from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
+    UniLMv2Seq2SeqLMPreprocessor,
+)
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
 
-# keras-hub finds the tokenizer (and, later, preprocessors and tasks) of a
-# preset through `backbone_cls`.
+# keras-hub finds the tokenizer of a preset through `backbone_cls`.
 UniLMv2Tokenizer.backbone_cls = UniLMv2Backbone
