@@ -25,20 +25,22 @@ def _any_equal(x, ids):
 def _top_k_first(x, k):
     """Top `k` of the last axis of a 2-D float tensor, largest first.
 
-    Exact ties are resolved deterministically on every backend: the entry
-    with the lowest index comes first (the order a stable sort gives). This
-    is done with `k` rounds of max/argmin so that all backends agree; the
-    backends' own `top_k` do not all promise an order for ties.
+    Exact ties are resolved the same way on every backend: the entry with
+    the lowest index comes first (what a stable sort gives). The backends'
+    own `top_k` agree on the values but not on the order of tied indices
+    (torch's CPU `topk` does not keep index order), so this takes `k`
+    rounds of max and first-argmax instead. (Feeding `ops.top_k` values
+    back into the selection is no cheaper on CPU: XLA then lowers it to a
+    full sort.)
 
     Returns `(values, indices)`, both of shape `[N, k]`, indices int32.
     """
     width = x.shape[-1]
     positions = ops.expand_dims(ops.arange(width, dtype="int32"), 0)
     taken = ops.zeros_like(x, dtype="bool")
-    neg_inf = ops.convert_to_tensor(-np.inf, dtype=x.dtype)
     values, indices = [], []
     for _ in range(k):
-        available = ops.where(taken, neg_inf, x)
+        available = ops.where(taken, -np.inf, x)
         best = ops.max(available, axis=-1, keepdims=True)
         hit = ops.logical_and(
             ops.logical_not(taken), ops.equal(available, best)
