@@ -1,6 +1,7 @@
 """PMLM pre-training: the autoencoding and partially autoregressive losses."""
 
 import keras
+from keras import ops
 from keras_hub.models import Task
 
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
@@ -117,4 +118,17 @@ class UniLMv2PMLM(PresetMixin, Task):
             loss=loss,
             weighted_metrics=weighted_metrics,
             **kwargs,
+        )
+
+    def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
+        # keras-hub's pipeline version converts `y` and `sample_weight` with
+        # one `convert_to_tensor`, which fails on this task's dicts.
+        data = self.preprocess_samples(x, y, sample_weight)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.tree.map_structure(
+            lambda t: None if t is None else ops.convert_to_tensor(t),
+            (x, y, sample_weight),
+        )
+        return keras.Model.train_on_batch(
+            self, x=x, y=y, sample_weight=sample_weight, **kwargs
         )
