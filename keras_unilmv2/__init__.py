@@ -6,6 +6,7 @@ importing Keras.
 
 from keras_unilmv2 import layers
 from keras_unilmv2 import masks
+from keras_unilmv2 import samplers
 from keras_unilmv2.models import UniLMv2Backbone
 from keras_unilmv2.models import UniLMv2LabelSmoothingLoss
 from keras_unilmv2.models import UniLMv2PMLM

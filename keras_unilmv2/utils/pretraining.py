@@ -150,6 +150,26 @@ def _step_logger(keras, path, steps_per_epoch):
     return StepLog()
 
 
+def _reseed_dropout(keras, seed):
+    class ReseedDropout(keras.callbacks.Callback):
+        """Sets every random-seed state from `(seed, interval)` at its start.
+
+        Weight files do not hold the dropout seed states, so a resumed run
+        would otherwise draw other dropout masks than an uninterrupted one;
+        re-seeding each checkpoint interval makes both runs identical.
+        """
+
+        def on_epoch_begin(self, epoch, logs=None):
+            import numpy as np
+
+            states = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+            for index, variable in enumerate(states):
+                value = np.array([seed * 1000 + index, epoch], dtype=variable.dtype)
+                variable.assign(value.reshape(variable.shape))
+
+    return ReseedDropout()
+
+
 def _stop_after(keras, epochs):
     class StopAfter(keras.callbacks.Callback):
         """Stops after `epochs` intervals of this run (an interruption)."""
@@ -289,6 +309,7 @@ def pretrain(
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False),
         _step_logger(keras, os.path.join(work_dir, "history.csv"), checkpoint_every),
+        _reseed_dropout(keras, seed),
     ]
     if stop_after_checkpoints:
         callbacks.append(_stop_after(keras, stop_after_checkpoints))

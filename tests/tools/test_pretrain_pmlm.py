@@ -1,0 +1,110 @@
+"""tools/pretrain_pmlm.py: preset output, metadata, curves, exact resume."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_unilmv2.utils.pretraining import pretrain
+from keras_unilmv2.utils.pretraining import read_texts
+from keras_unilmv2.utils.pretraining import split_heldout
+from unilmv2_test_utils import fixture_path
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SENTENCES = [
+    "the quick fox ran over the lazy dog .",
+    "she saw two birds in the park",
+    "the cat sat on the mat and the dog ran to the park .",
+    "two birds flew over the old house at night",
+    "he reads a book in the park every day .",
+    "they swim in the river every day .",
+]
+TINY = dict(
+    num_layers=1,
+    num_heads=2,
+    hidden_dim=16,
+    intermediate_dim=32,
+    max_sequence_length=64,
+    sequence_length=16,
+    batch_size=4,
+    warmup_steps=1,
+    learning_rate=1e-2,
+    heldout_every=5,
+    seed=3,
+)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = os.path.join(tmp_path, "corpus")
+    os.makedirs(os.path.join(folder, "sub"))
+    with open(os.path.join(folder, "a.txt"), "w") as f:
+        f.write("\n".join(SENTENCES * 3))
+    with open(os.path.join(folder, "sub", "b.rst.txt"), "w") as f:
+        f.write("Title\n=====\n\nThe cat sat on the mat and\nthe dog ran to the park.\n\n.. note::\n\n   skipped directive body text here\n")
+    return folder
+
+
+def test_read_texts_and_heldout_split(corpus):
+    texts = read_texts([corpus])
+    assert "The cat sat on the mat and the dog ran to the park." in texts
+    assert not any("skipped" in t for t in texts)
+    assert not any(t == "Title" for t in texts)
+    train, heldout = split_heldout(texts, every=5)
+    assert len(train) + len(heldout) == len(texts)
+    assert heldout == texts[::5]
+    with pytest.raises(ValueError, match="does not exist"):
+        read_texts([os.path.join(corpus, "missing")])
+
+
+def _weights(preset):
+    from keras_unilmv2 import UniLMv2Backbone
+
+    return [np.asarray(w) for w in UniLMv2Backbone.from_preset(preset).get_weights()]
+
+
+def test_tool_writes_a_preset_with_metadata_and_curves(corpus, tmp_path):
+    output = os.path.join(tmp_path, "preset")
+    metadata = pretrain(
+        [corpus], output, vocabulary=fixture_path("vocab.txt"), steps=4, checkpoint_every=2,
+        command="test", **TINY,
+    )
+    for name in ("config.json", "model.weights.h5", "tokenizer.json", "metadata.json"):
+        assert os.path.exists(os.path.join(output, name)), name
+    assert os.path.exists(os.path.join(output, "training", "curves.png"))
+    saved = json.load(open(os.path.join(output, "metadata.json")))
+    assert saved["training"]["steps"] == 4
+    assert saved["heldout"] == metadata["heldout"]
+    assert set(saved["heldout"]["trained"]) >= {"ae_accuracy", "par_accuracy", "loss"}
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        pretrain([corpus], output, vocabulary=fixture_path("vocab.txt"), steps=4, checkpoint_every=2, **TINY)
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_exactly(corpus, tmp_path):
+    straight = os.path.join(tmp_path, "straight")
+    pretrain([corpus], straight, vocabulary=fixture_path("vocab.txt"), steps=6, checkpoint_every=2, **TINY)
+    resumed = os.path.join(tmp_path, "resumed")
+    interrupted = pretrain(
+        [corpus], resumed, vocabulary=fixture_path("vocab.txt"), steps=6, checkpoint_every=2,
+        stop_after_checkpoints=1, **TINY,
+    )
+    assert interrupted is None
+    assert not os.path.exists(os.path.join(resumed, "model.weights.h5"))
+    pretrain([corpus], resumed, vocabulary=fixture_path("vocab.txt"), steps=6, checkpoint_every=2, **TINY)
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    rows = open(os.path.join(resumed, "training", "history.csv")).read().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
+
+
+def test_command_line_errors(tmp_path):
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "pretrain_pmlm.py"), "--output", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+    )
+    assert done.returncode == 2
+    assert "--input" in done.stderr
