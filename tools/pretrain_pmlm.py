@@ -48,6 +48,9 @@ def main(argv=None):
     parser.add_argument("--heldout-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mesh", default=None, help="'data' or 'BxM' (e.g. 2x4)")
+    parser.add_argument(
+        "--init-from", default=None, help="a preset to continue pre-training (same vocabulary)"
+    )
     parser.add_argument("--stop-after-checkpoints", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -78,6 +81,7 @@ def main(argv=None):
             data_parallel=args.mesh == "data",
             model_parallel=args.mesh if args.mesh not in (None, "data") else None,
             stop_after_checkpoints=args.stop_after_checkpoints,
+            init_from=args.init_from,
             command="python tools/pretrain_pmlm.py " + " ".join(shlex.quote(a) for a in argv),
         )
     except ValueError as e:

@@ -207,6 +207,7 @@ def pretrain(
     data_parallel=False,
     model_parallel=None,
     stop_after_checkpoints=None,
+    init_from=None,
     command=None,
     log=print,
 ):
@@ -268,6 +269,18 @@ def pretrain(
         intermediate_dim=intermediate_dim,
         max_sequence_length=max_sequence_length,
     )
+    if init_from is not None:
+        # Continue pre-training a preset (its vocabulary must be the one used).
+        start = UniLMv2Backbone.from_preset(init_from)
+        def architecture(model):
+            return {k: v for k, v in model.get_config().items() if k != "name"}
+
+        if architecture(start) != architecture(backbone):
+            raise ValueError(
+                f"`--init-from {init_from}` has another architecture than the "
+                "one asked for; pass the same dimensions and vocabulary."
+            )
+        backbone.set_weights(start.get_weights())
     pmlm = UniLMv2PMLM(backbone, preprocessor=None)
     optimizer = keras.optimizers.AdamW(
         WarmupLinearDecay(learning_rate, warmup_steps, steps),
@@ -350,6 +363,7 @@ def pretrain(
                 "peak_learning_rate": learning_rate,
                 "warmup_steps": warmup_steps,
                 "seed": seed,
+                "init_from": None if init_from is None else os.fspath(init_from),
             },
             "heldout": {
                 "untrained": {k: round(float(v), 4) for k, v in untrained.items()},

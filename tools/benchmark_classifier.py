@@ -1,0 +1,119 @@
+"""UniLMv2TextClassifier against keras-hub's BertTextClassifier.
+
+Same dimensions, same preprocessed batches, same backend, same run: the
+fine-tuning step (train_on_batch) and `predict` throughput of each, and the
+ratios UniLMv2 / BERT (goal >= 0.95).
+
+    python tools/benchmark_classifier.py                   # all backends, CPU, small dims
+    KERAS_BACKEND=jax python tools/benchmark_classifier.py --backend current
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+SIZES = {
+    "small": dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),
+    "base": dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072),
+}
+
+
+def _measure(args):
+    import keras
+    import keras_hub
+    import numpy as np
+
+    from keras_unilmv2 import UniLMv2Backbone
+    from keras_unilmv2.models.unilmv2_text_classifier import UniLMv2TextClassifier
+
+    keras.config.set_dtype_policy(args.dtype)
+    vocabulary_size = 30522 if args.size == "base" else 8192
+    dims = SIZES[args.size]
+    rng = np.random.default_rng(0)
+    x = {
+        "token_ids": rng.integers(1, vocabulary_size, (args.batch, args.length)).astype("int32"),
+        "segment_ids": np.zeros((args.batch, args.length), "int32"),
+        "padding_mask": np.ones((args.batch, args.length), "int32"),
+    }
+    y = rng.integers(0, 2, (args.batch,)).astype("int32")
+
+    keras.utils.set_random_seed(0)
+    unilm = UniLMv2TextClassifier(
+        UniLMv2Backbone(vocabulary_size=vocabulary_size, max_sequence_length=512, **dims),
+        num_classes=2,
+    )
+    keras.utils.set_random_seed(0)
+    bert = keras_hub.models.BertTextClassifier(
+        keras_hub.models.BertBackbone(vocabulary_size=vocabulary_size, max_sequence_length=512, **dims),
+        num_classes=2,
+        preprocessor=None,
+    )
+    models = {"unilmv2": unilm, "bert": bert}
+    for model in models.values():
+        model.compile(optimizer=keras.optimizers.AdamW(2e-5), jit_compile="auto")
+        for _ in range(args.warmup):
+            model.train_on_batch(x, y)
+            model.predict_on_batch(x)
+    train = {k: [] for k in models}
+    predict = {k: [] for k in models}
+    for _ in range(args.steps):
+        for name, model in models.items():
+            start = time.perf_counter()
+            np.asarray(keras.tree.flatten(model.train_on_batch(x, y))[0])
+            train[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            np.asarray(model.predict_on_batch(x))
+            predict[name].append(time.perf_counter() - start)
+    tokens = args.batch * args.length
+    result = {"backend": keras.config.backend()}
+    for phase, times in (("train", train), ("predict", predict)):
+        per = {k: tokens / float(np.median(v)) for k, v in times.items()}
+        result[phase] = per
+        result[f"{phase}_ratio"] = per["unilmv2"] / per["bert"]
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", default="all")
+    parser.add_argument("--size", default="small", choices=sorted(SIZES))
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.backend == "current":
+        result = _measure(args)
+        print(("RESULT " + json.dumps(result)) if args.json else _row(result))
+        return 0
+    print(f"classifier, {args.size} dims, batch {args.batch} x length {args.length}, {args.dtype}")
+    for backend in ("tensorflow", "jax", "torch"):
+        command = [sys.executable, os.path.abspath(__file__), "--backend", "current", "--json"]
+        command += [f"--size={args.size}", f"--batch={args.batch}", f"--length={args.length}"]
+        command += [f"--steps={args.steps}", f"--warmup={args.warmup}", f"--dtype={args.dtype}"]
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+        if done.returncode or not lines:
+            print(f"{backend}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        print(_row(json.loads(lines[-1][len("RESULT "):])))
+    return 0
+
+
+def _row(r):
+    return (
+        f"{r['backend']:>10}: fine-tune UniLMv2 {r['train']['unilmv2']:.0f} tok/s, BERT "
+        f"{r['train']['bert']:.0f} tok/s, ratio {r['train_ratio']:.3f} | predict UniLMv2 "
+        f"{r['predict']['unilmv2']:.0f} tok/s, BERT {r['predict']['bert']:.0f} tok/s, "
+        f"ratio {r['predict_ratio']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
