@@ -299,6 +299,22 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         decoder_token_ids = inputs["decoder_token_ids"]
         decoder_padding_mask = inputs["decoder_padding_mask"]
         target_length = ops.shape(decoder_token_ids)[1] - 1
+        source_length = encoder_token_ids.shape[1]
+        if isinstance(source_length, int) and isinstance(target_length, int):
+            # Positions run up to n_s + target_length - 1 < S + target_length;
+            # past the table, lookups would fail or (on JAX) silently clamp.
+            table = self.backbone.max_sequence_length
+            if source_length + target_length > table:
+                raise ValueError(
+                    "The source length plus `max_length` exceeds the position "
+                    f"table: {source_length} + {target_length} > {table} rows "
+                    "of the backbone's position embeddings. Use a smaller "
+                    "`max_length` (or a preprocessor with a shorter "
+                    "`encoder_sequence_length`), or build the task with a "
+                    "preprocessor whose lengths add up to the needed size so "
+                    "that the table is extended. Received: "
+                    f"max_length={target_length}"
+                )
         cache = self._build_cache(encoder_token_ids, encoder_padding_mask, target_length)
 
         def next(prompt, cache, index):
@@ -314,17 +330,20 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             stop_token_ids=stop_token_ids,
             model=self,
         )
-        # Slots after the first stop token are padding.
+        # Slot 0 (the dummy) and slots after the first stop token are padding.
+        generated = ops.arange(ops.shape(decoder_token_ids)[1])[None, :] > 0
+        generated = ops.logical_and(
+            generated, ops.ones_like(decoder_token_ids, dtype="bool")
+        )
         if stop_token_ids is not None:
             is_stop = ops.zeros_like(decoder_token_ids, dtype="bool")
             for stop in stop_token_ids:
                 is_stop = ops.logical_or(is_stop, ops.equal(decoder_token_ids, stop))
-            generated = ops.arange(ops.shape(decoder_token_ids)[1])[None, :] > 0
             is_stop = ops.logical_and(is_stop, generated)
             after = ops.cumsum(ops.cast(is_stop, "int32"), axis=1) - ops.cast(is_stop, "int32")
             decoder_padding_mask = ops.logical_and(generated, ops.equal(after, 0))
         else:
-            decoder_padding_mask = ops.ones_like(decoder_token_ids, dtype="bool")
+            decoder_padding_mask = generated
         return {
             "decoder_token_ids": decoder_token_ids,
             "decoder_padding_mask": decoder_padding_mask,

@@ -137,11 +137,22 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
             inputs = tf.constant(inputs)
         if hasattr(inputs, "dtype") and inputs.dtype == tf.string:
             empty = tf.equal(tf.strings.length(tf.strings.strip(inputs)), 0)
-            tf.debugging.assert_equal(
-                tf.reduce_any(empty),
-                False,
-                message=f"`{name}` holds an empty string; every example needs text.",
-            )
+            if tf.executing_eagerly():
+                if bool(tf.reduce_any(empty)):
+                    index = int(tf.where(tf.reshape(empty, [-1]))[0, 0])
+                    raise ValueError(
+                        f"`{name}` holds an empty (or blank) string at index "
+                        f"{index}; every example needs text. Received: "
+                        f"{name}[{index}]={inputs.numpy().reshape(-1)[index]!r}"
+                    )
+            else:
+                # Inside tf.data / tf.function: fails at run time with
+                # `tf.errors.InvalidArgumentError`.
+                tf.debugging.assert_equal(
+                    tf.reduce_any(empty),
+                    False,
+                    message=f"`{name}` holds an empty string; every example needs text.",
+                )
             return self.tokenizer(inputs)
         return inputs  # already token ids (dense or ragged)
 
@@ -284,7 +295,9 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         tf = _tf()
         if isinstance(x, dict):
             x = x["encoder_text"]
-        target_length = sequence_length or self.decoder_sequence_length
+        target_length = sequence_length
+        if target_length is None:
+            target_length = self.decoder_sequence_length
         if isinstance(target_length, bool) or not isinstance(target_length, int) or target_length < 1:
             raise ValueError(
                 "`max_length` (the number of target tokens to generate) must be "
