@@ -70,7 +70,12 @@ class UniLMv2LMHead(keras.layers.Layer):
             )
         x = self.transform_layer_norm(self.transform_dense(hidden_states))
         logits = self.token_embedding(x, reverse=True)
-        return logits + ops.cast(self.output_bias, logits.dtype)
+        # Keras' Embedding layers do not autocast their table, so under a
+        # mixed policy the tied projection comes back in float32 here;
+        # return the compute dtype, as every other layer does (losses cast
+        # to float32 themselves).
+        logits = ops.cast(logits, self.compute_dtype)
+        return logits + ops.cast(self.output_bias, self.compute_dtype)
 
     def compute_output_shape(self, hidden_states_shape, positions_shape=None):
         length = hidden_states_shape[1]

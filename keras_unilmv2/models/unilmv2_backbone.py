@@ -25,10 +25,12 @@ REQUIRED_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 # Weight-path regexes and their sharding ("model" = the model-parallel mesh
 # axis, None = replicated); see `UniLMv2Backbone.get_layout_map`. Keras
 # matches a whole path (`re.fullmatch`), hence the `.*` prefixes: a task
-# may nest the backbone's weights under its own names.
+# may nest the backbone's weights under its own names. The embedding tables
+# are split by hidden columns, never by vocabulary rows: JAX only shards a
+# dimension that the mesh axis divides, and the released vocabularies
+# (30522 = 2 * 3 * 5087 ids) do not divide by 4 or 8.
 LAYOUT_RULES = (
-    (r".*token_embedding/embeddings", ("model", None)),
-    (r".*(position|segment)_embedding/embeddings", (None, "model")),
+    (r".*(token|position|segment)_embedding/embeddings", (None, "model")),
     (r".*embeddings_layer_norm/(gamma|beta)", (None,)),
     (r".*relative_position_bias/bias_table", (None, None)),
     (r".*self_attention/(query|key|value)/kernel", (None, "model")),
@@ -45,7 +47,7 @@ LAYOUT_RULES = (
     (r".*lm_head/transform_dense/kernel", (None, None)),
     (r".*lm_head/transform_dense/bias", (None,)),
     (r".*lm_head/transform_layer_norm/(gamma|beta)", (None,)),
-    (r".*lm_head/output_bias", ("model",)),
+    (r".*lm_head/output_bias", (None,)),
 )
 OPTIONAL_INPUTS = ("position_ids", "attention_mask")
 
@@ -357,14 +359,19 @@ class UniLMv2Backbone(PresetMixin, Backbone):
         """A `keras.distribution.LayoutMap` for model parallelism.
 
         Megatron-style sharding over the `model_parallel_dim_name` axis of
-        `device_mesh`: the word-embedding table by vocabulary rows (the tied
-        LM output and its bias follow), the position and segment tables by
-        hidden columns, the query/key/value and feed-forward input kernels
+        `device_mesh`: the query/key/value and feed-forward input kernels
         by output columns, the attention-output and feed-forward output
-        kernels by input rows. The relative-position table, every LayerNorm,
-        the pooler and the LM-head transform are replicated, by explicit
-        entries, so that every weight of the model matches exactly one rule
-        (see `tests/distribution/test_layout_map.py`).
+        kernels by input rows. The word, position and segment tables are
+        split by hidden columns (the tied LM output reads the word table
+        the same way), not by vocabulary rows as in Megatron: JAX shards
+        only dimensions the mesh axis divides, and vocabularies such as
+        BERT's 30522 ids do not divide by 4 or 8, while `hidden_dim`
+        usually does. The relative-position table, every LayerNorm, the
+        pooler, the LM-head transform and its output bias are replicated,
+        by explicit entries, so that every weight of the model matches
+        exactly one rule (see `tests/distribution/test_layout_map.py`).
+        Every sharded dimension (`hidden_dim`, `intermediate_dim`) must be
+        divisible by the size of the model axis.
 
         Args:
             device_mesh: a `keras.distribution.DeviceMesh`.

@@ -1,0 +1,222 @@
+"""
+Title: Distributed training of UniLMv2 with Keras 3
+Author: keras-unilmv2 contributors
+Description: Data-parallel and model-parallel PMLM pre-training with
+    `keras.distribution` on JAX, and what works on TensorFlow and PyTorch.
+Accelerator: none needed (8 virtual CPU devices); the same code runs on GPUs/TPUs.
+
+## Introduction
+
+`keras.distribution` is Keras 3's API for spreading a model over several
+accelerators. It is implemented for the JAX backend: a `DeviceMesh` names
+the devices and the axes of a grid (here `"batch"` and `"model"`), a
+`LayoutMap` says how every weight is split over that grid, and a
+`Distribution` (`DataParallel` or `ModelParallel`) decides how the weights
+are placed and how each batch is split when the model is built and
+trained. The model code does not change.
+
+This guide
+
+1. fakes 8 devices on the CPU, so it runs on any machine,
+2. builds a small UniLMv2 and its PMLM (pseudo-masked LM) pre-training task
+   on a few hundred paragraphs of the Python documentation,
+3. trains it data-parallel over the 8 devices,
+4. trains it model-parallel on a 2x4 mesh with
+   `UniLMv2Backbone.get_layout_map()` and prints where every weight lives,
+5. says what to use on TensorFlow and PyTorch today.
+
+Run it with `python guides/distributed_training.py`; set
+`UNILMV2_GUIDE_QUICK=1` (or pass `--quick`) for a few steps only, as the
+test suite does.
+"""
+
+"""
+## Setup
+
+The number of CPU devices is an XLA flag that must be set before JAX is
+imported; so is the backend. On a machine with 8 GPUs you would skip the
+flag: `keras.distribution.list_devices()` returns the GPUs.
+"""
+
+import os
+import sys
+
+os.environ["KERAS_BACKEND"] = "jax"
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import csv  # noqa: E402
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402  (tf.data and the preprocessor)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # run from a source checkout
+
+import keras_unilmv2  # noqa: E402
+from keras_unilmv2.utils.vocabulary import build_wordpiece_vocabulary  # noqa: E402
+
+QUICK = os.environ.get("UNILMV2_GUIDE_QUICK", "") not in ("", "0") or "--quick" in sys.argv
+STEPS = 4 if QUICK else 200
+GLOBAL_BATCH = 16  # must divide by the data-parallel size (8, then 2)
+SEQUENCE_LENGTH = 64
+
+devices = keras.distribution.list_devices()
+print(f"{len(devices)} devices: {devices}")
+
+"""
+## Data, tokenizer and preprocessing
+
+Paragraphs of the Python documentation shipped with the guides. A small
+WordPiece vocabulary is learned from them (a real run uses a preset's
+vocabulary), and `UniLMv2PMLMPreprocessor` turns each batch of text into
+the PMLM layout: the corrupted text, then `[P]` pseudo masks and the
+original tokens of each factorization step, under the blockwise attention
+mask. It runs inside `tf.data` on every backend.
+"""
+
+with open(os.path.join(HERE, "data", "pydocs_sections_train.tsv"), encoding="utf-8") as f:
+    texts = [row["text"] for row in csv.DictReader(f, delimiter="\t")]
+texts = texts[: 8 * GLOBAL_BATCH] if QUICK else texts
+vocabulary = build_wordpiece_vocabulary(texts, vocabulary_size=1000 if QUICK else 4000)
+tokenizer = keras_unilmv2.UniLMv2Tokenizer(vocabulary=vocabulary)
+preprocessor = keras_unilmv2.UniLMv2PMLMPreprocessor(
+    tokenizer, sequence_length=SEQUENCE_LENGTH, seed=0
+)
+dataset = (
+    tf.data.Dataset.from_tensor_slices(texts)
+    .repeat()
+    .batch(GLOBAL_BATCH, drop_remainder=True)
+    .map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE)
+    .prefetch(2)
+)
+
+
+def build_pmlm():
+    """A small UniLMv2 with its PMLM task; called under a distribution.
+
+    Every dimension that the layout map splits (`hidden_dim`,
+    `intermediate_dim`) must divide by the size of the model axis (4 below).
+    """
+    keras.utils.set_random_seed(0)
+    backbone = keras_unilmv2.UniLMv2Backbone(
+        vocabulary_size=tokenizer.vocabulary_size(),
+        num_layers=2,
+        num_heads=4,
+        hidden_dim=64,
+        intermediate_dim=256,
+        max_sequence_length=SEQUENCE_LENGTH,
+    )
+    pmlm = keras_unilmv2.UniLMv2PMLM(backbone)
+    pmlm.compile(optimizer=keras.optimizers.AdamW(5e-4, weight_decay=0.01))
+    return pmlm
+
+
+"""
+## Data parallelism
+
+`DataParallel` keeps a full copy of every weight on every device and splits
+each batch along its first dimension: with 8 devices and a global batch of
+16, each device sees 2 examples, and the gradients are averaged across
+devices. Everything built inside `distribution.scope()` (or after
+`keras.distribution.set_distribution(distribution)`) is placed that way, and
+`fit()` splits the batches itself.
+"""
+
+data_parallel = keras.distribution.DataParallel(devices=devices)
+with data_parallel.scope():
+    pmlm = build_pmlm()
+    history = pmlm.fit(dataset, steps_per_epoch=STEPS, epochs=1, verbose=0)
+print(f"data parallel: loss {history.history['loss'][-1]:.4f} after {STEPS} steps")
+
+"""
+## Model parallelism with the layout map
+
+When a model does not fit one device, its weights are split too.
+`UniLMv2Backbone.get_layout_map(mesh)` returns Megatron-style rules for a
+mesh with a `"model"` axis: the query/key/value and feed-forward input
+kernels are split by output columns, the attention-output and feed-forward
+output kernels by input rows, the embedding tables by hidden columns (the
+tied LM head reads the word table the same way), and the rest (LayerNorms,
+the relative-position table, the pooler, the LM-head transform) is
+replicated. The rules match whole weight paths (`re.fullmatch`), so they
+also apply inside any task built on the backbone.
+
+The mesh below is 2x4: the batch is split in 2, each weight in 4. Each
+group of 4 devices holds one full copy of the model, a quarter on each.
+"""
+
+mesh = keras.distribution.DeviceMesh(
+    shape=(2, 4), axis_names=("batch", "model"), devices=devices
+)
+layout_map = keras_unilmv2.UniLMv2Backbone.get_layout_map(mesh)
+model_parallel = keras.distribution.ModelParallel(
+    layout_map=layout_map, batch_dim_name="batch"
+)
+with model_parallel.scope():
+    pmlm = build_pmlm()
+    for weight in pmlm.weights:
+        if weight.path.startswith(("token_embedding", "transformer_layer_0", "lm_head")):
+            sharding = weight.value.sharding  # a jax.sharding.NamedSharding
+            spec = tuple(sharding.spec)  # per dimension: mesh axis or None
+            print(f"  {weight.path:58s} {str(tuple(weight.shape)):11s} {spec}")
+    history = pmlm.fit(dataset, steps_per_epoch=STEPS, epochs=1, verbose=0)
+print(f"model parallel: loss {history.history['loss'][-1]:.4f} after {STEPS} steps")
+
+"""
+Both runs start from the same weights (same seed) and see the same
+batches. `tests/distribution/test_distributed_training.py` checks, step by
+step, that the losses and trained weights of both distributions equal a
+single-device run, for the PMLM, the seq2seq LM and the text classifier,
+and that greedy generation gives the same tokens.
+
+To pre-train from the command line with a distribution:
+`python tools/pretrain_pmlm.py ... --mesh data` (data parallel over all
+devices) or `--mesh 2x4` (this layout map on a `batch x model` mesh).
+
+A few things to keep in mind:
+
+- The global batch must divide by the size of the `"batch"` axis.
+- `hidden_dim` and `intermediate_dim` must divide by the size of the
+  `"model"` axis. The vocabulary is deliberately never split: JAX only
+  splits dimensions that the axis divides, and BERT's 30522 ids do not
+  divide by 4 or 8.
+- Weights must be created under the distribution. To distribute a trained
+  model, build it under the distribution and `load_weights()` (or
+  `from_preset()`) there; assigned values keep their sharding.
+- Dropout draws different random numbers on a sharded model, so runs with
+  dropout agree in distribution, not bit for bit, with one device.
+
+## TensorFlow
+
+`keras.distribution` is a prototype on the TensorFlow backend (Keras 3.15
+marks it "do not use"). Use `tf.distribute` instead: build and compile the
+model inside a strategy's scope and pass a `tf.data.Dataset` to `fit()`:
+
+```python
+strategy = tf.distribute.MirroredStrategy()  # all local GPUs
+with strategy.scope():
+    pmlm = build_pmlm()
+pmlm.fit(dataset, steps_per_epoch=STEPS)
+```
+
+This is data parallelism only (`MirroredStrategy` on one machine,
+`MultiWorkerMirroredStrategy` across machines, `TPUStrategy`). The test
+suite checks that the PMLM under `MirroredStrategy` (2 logical CPUs)
+trains exactly like one device. There is no model parallelism for Keras 3
+models on TensorFlow.
+
+## PyTorch
+
+Keras 3.15 has no `keras.distribution` implementation for PyTorch, and
+`fit()` runs on one device. For several GPUs, write the training loop in
+PyTorch and wrap the Keras model (a `torch.nn.Module` on this backend) in
+`torch.nn.parallel.DistributedDataParallel`, one process per GPU, as in the
+keras.io guide "Multi-GPU distributed training with PyTorch". That route is
+not tested in this repository. Model parallelism (FSDP, tensor
+parallelism) of Keras models on PyTorch is not supported by Keras.
+"""
+
+print("guide finished")
