@@ -6,6 +6,21 @@ import keras
 from keras import ops
 
 
+def _fused_attention_supported(dtype):
+    """Whether `keras.ops.dot_product_attention` runs for this dtype here.
+
+    JAX on the CPU: `jax.nn.dot_product_attention` asks XLA:CPU for a float16
+    x float16 -> float32 dot, which it does not implement ("The precision
+    'F16_F16_F32' is not supported by dot_general on CPU"); the explicit
+    path computes the same attention there.
+    """
+    if keras.config.backend() != "jax" or keras.backend.standardize_dtype(dtype) != "float16":
+        return True
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
 class UniLMv2Attention(keras.layers.Layer):
     """UniLMv2 self-attention: `softmax(QK^T / sqrt(d) + bias) V`.
@@ -126,7 +141,8 @@ class UniLMv2Attention(keras.layers.Layer):
 
     def _attend(self, query, key, value, bias, training):
         scale = 1.0 / math.sqrt(self.key_dim)
-        if self.dropout == 0.0 or not training:
+        fused_ok = _fused_attention_supported(query.dtype)
+        if fused_ok and (self.dropout == 0.0 or not training):
             # Fused kernels (cuDNN / flash / SDPA) where the backend has them.
             return ops.dot_product_attention(
                 query, key, value, bias=bias, scale=scale

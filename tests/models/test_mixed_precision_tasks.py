@@ -142,14 +142,6 @@ def _finite(x):
     return bool(np.isfinite(to_numpy(keras.ops.cast(x, "float32"))).all())
 
 
-def _on_jax_cpu():
-    if keras.config.backend() != "jax":
-        return False
-    import jax
-
-    return jax.default_backend() == "cpu"
-
-
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("policy", POLICIES)
 def test_mixed_precision_outputs_and_loss(task, policy):
@@ -200,18 +192,8 @@ def test_mixed_precision_compiled_inference(policy):
     `keras.ops.dot_product_attention` path (no dropout). One task: the
     attention kernel is the same in all of them."""
     task = "pmlm"
-    if policy == "mixed_float16" and _on_jax_cpu():
-        # Documents a known failure so that a fix upstream shows up.
-        model, (x, _, _) = _build(task, policy)
-        with pytest.raises(ValueError, match="F16_F16_F32"):
-            model.predict(x, verbose=0)
-        pytest.skip(
-            "JAX on CPU: `jax.nn.dot_product_attention` (behind "
-            "`keras.ops.dot_product_attention`) asks XLA:CPU for a float16 x "
-            "float16 -> float32 dot, which it does not implement ('The "
-            "precision F16_F16_F32 is not supported by dot_general on CPU'). "
-            "GPUs are not affected; bfloat16 works on CPU."
-        )
+    # On JAX's CPU backend float16 takes the explicit attention path (XLA:CPU
+    # has no float16 x float16 -> float32 dot for the fused kernel).
     model, (x, _, _) = _build(task, policy)
     outputs = model.predict(x, verbose=0)
     for logits in keras.tree.flatten(outputs):
