@@ -40,3 +40,21 @@ def test_seq2seq_guide():
     out = _run([os.path.join("guides", "seq2seq_docstrings.py"), "--quick"])
     for line in ("before fine-tuning (greedy)", "after fine-tuning (greedy)", "after fine-tuning (beam 4)"):
         assert f"ROUGE {line}: {{'rouge1'" in out, line
+
+
+def test_text_classification_guide():
+    out = _run([os.path.join("guides", "text_classification.py"), "--quick"])
+    assert "test accuracy before fine-tuning:" in out
+    assert "test accuracy after fine-tuning:" in out
+
+
+def test_fill_mask_guide():
+    out = _run([os.path.join("guides", "fill_mask.py"), "--quick"])
+    assert "'Return the [MASK] of the list.': [" in out
+    assert "held-out masked-token accuracy: before" in out
+
+
+def test_question_answering_guide():
+    out = _run([os.path.join("guides", "question_answering.py"), "--quick"])
+    assert "exact match after fine-tuning:" in out
+    assert "answer: " in out
