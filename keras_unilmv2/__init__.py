@@ -9,10 +9,16 @@ from keras_unilmv2 import masks
 from keras_unilmv2 import samplers
 from keras_unilmv2.models import UniLMv2Backbone
 from keras_unilmv2.models import UniLMv2LabelSmoothingLoss
+from keras_unilmv2.models import UniLMv2MaskedLM
+from keras_unilmv2.models import UniLMv2MaskedLMPreprocessor
 from keras_unilmv2.models import UniLMv2PMLM
 from keras_unilmv2.models import UniLMv2PMLMPreprocessor
+from keras_unilmv2.models import UniLMv2QuestionAnswerer
+from keras_unilmv2.models import UniLMv2QuestionAnswererPreprocessor
 from keras_unilmv2.models import UniLMv2Seq2SeqLM
 from keras_unilmv2.models import UniLMv2Seq2SeqLMPreprocessor
+from keras_unilmv2.models import UniLMv2TextClassifier
+from keras_unilmv2.models import UniLMv2TextClassifierPreprocessor
 from keras_unilmv2.models import UniLMv2Tokenizer
 from keras_unilmv2.models import extend_position_embeddings
 from keras_unilmv2.version import __version__
