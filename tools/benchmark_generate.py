@@ -38,6 +38,9 @@ import sys
 import time
 import types
 
+# Runnable from a source checkout without installing the package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 SIZES = {
     "tiny": dict(num_layers=2, num_heads=4, hidden_dim=128, intermediate_dim=512),
     "small": dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),

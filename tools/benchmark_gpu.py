@@ -39,6 +39,9 @@ import subprocess
 import sys
 import time
 
+# Runnable from a source checkout without installing the package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 SIZES = {
     # num_layers, num_heads, hidden_dim, intermediate_dim; vocabulary; batch x length.
     "tiny": dict(

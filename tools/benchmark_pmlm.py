@@ -20,6 +20,9 @@ import subprocess
 import sys
 import time
 
+# Runnable from a source checkout without installing the package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 SIZES = {
     "small": dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),
     "base": dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072),

@@ -18,8 +18,12 @@ parallel on a (batch, model) mesh (JAX; see guides/distributed_training.py).
 
 import argparse
 import json
+import os
 import shlex
 import sys
+
+# Runnable from a source checkout without installing the package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PYTHON_DOCS = "/usr/share/doc/python3.11/html/_sources"
 
