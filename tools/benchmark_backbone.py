@@ -15,12 +15,14 @@ score), so the ratio measures what that costs.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 # Runnable from a source checkout without installing the package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmark_utils import run_per_backend  # noqa: E402
 
 SIZES = {
     "small": dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),
@@ -111,24 +113,9 @@ def main(argv=None):
         else:
             _print_row(results)
         return 0
-    rows = []
-    for backend in ("tensorflow", "jax", "torch"):
-        command = [sys.executable, os.path.abspath(__file__), "--backend", "current", "--json"]
-        command += [f"--size={args.size}", f"--batch={args.batch}", f"--length={args.length}"]
-        command += [f"--steps={args.steps}", f"--warmup={args.warmup}", f"--dtype={args.dtype}"]
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
-        if done.returncode or not lines:
-            print(f"{backend}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        rows.append(json.loads(lines[-1][len("RESULT "):]))
-    print(
-        f"train step, {args.size} dims, batch {args.batch} x length {args.length}, {args.dtype}"
-    )
-    for row in rows:
-        _print_row(row)
-    return 0
+    print(f"train step, {args.size} dims, batch {args.batch} x length {args.length}, {args.dtype}")
+    forwarded = ("size", "batch", "length", "steps", "warmup", "dtype")
+    return run_per_backend(__file__, args, forwarded, _print_row)
 
 
 def _print_row(r):

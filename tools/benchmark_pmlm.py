@@ -16,12 +16,14 @@ from the allocator on a GPU), per backend.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 # Runnable from a source checkout without installing the package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmark_utils import run_per_backend  # noqa: E402
 
 SIZES = {
     "small": dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),
@@ -180,18 +182,8 @@ def main(argv=None):
         print(("RESULT " + json.dumps(result)) if args.json else _row(result))
         return 0
     print(f"PMLM vs MLM train step, {args.size} dims, batch {args.batch} x length {args.length}, {args.dtype}")
-    for backend in ("tensorflow", "jax", "torch"):
-        command = [sys.executable, os.path.abspath(__file__), "--backend", "current", "--json"]
-        command += [f"--size={args.size}", f"--batch={args.batch}", f"--length={args.length}"]
-        command += [f"--steps={args.steps}", f"--warmup={args.warmup}", f"--dtype={args.dtype}"]
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
-        if done.returncode or not lines:
-            print(f"{backend}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        print(_row(json.loads(lines[-1][len("RESULT "):])))
-    return 0
+    forwarded = ("size", "batch", "length", "steps", "warmup", "dtype")
+    return run_per_backend(__file__, args, forwarded, lambda r: print(_row(r)))
 
 
 def _row(r):
