@@ -71,15 +71,6 @@ def reference_backbone(layer_norm_epsilon=None):
 
 def reference_inputs(data, prefix=""):
     """Backbone inputs from a fixture group (`input_ids`, ... arrays)."""
-    mask = data[prefix + "attention_mask"]
-    inputs = {
-        "token_ids": data[prefix + "input_ids"],
-        "segment_ids": data[prefix + "token_type_ids"],
-        "position_ids": data[prefix + "position_ids"],
-    }
-    if mask.ndim == 2:
-        inputs["padding_mask"] = mask
-    else:
-        inputs["padding_mask"] = np.ones(mask.shape[:2], "int32")
-        inputs["attention_mask"] = mask
-    return inputs
+    from keras_unilmv2.utils.checkpoint_conversion import reference_inputs as build
+
+    return build(data, prefix)

@@ -401,6 +401,26 @@ def _update_metadata(preset_dir, extra):
         json.dump(metadata, f, indent=2)
 
 
+def reference_inputs(data, prefix=""):
+    """Backbone inputs from reference arrays (`<prefix>input_ids`, ...).
+
+    The reference's `attention_mask` is a 2-D padding mask or a 3-D mask;
+    a 3-D mask comes with an all-ones `padding_mask`.
+    """
+    mask = data[prefix + "attention_mask"]
+    inputs = {
+        "token_ids": data[prefix + "input_ids"],
+        "segment_ids": data[prefix + "token_type_ids"],
+        "position_ids": data[prefix + "position_ids"],
+    }
+    if mask.ndim == 2:
+        inputs["padding_mask"] = mask
+    else:
+        inputs["padding_mask"] = np.ones(mask.shape[:2], "int32")
+        inputs["attention_mask"] = mask
+    return inputs
+
+
 def verify_against_reference(backbone, reference_file, atol=1e-4):
     """Runs reference inputs through `backbone` and compares the outputs.
 
@@ -425,17 +445,7 @@ def verify_against_reference(backbone, reference_file, atol=1e-4):
     for group in groups:
         prefix = group + "/" if group else ""
         mask = data[prefix + "attention_mask"]
-        inputs = {
-            "token_ids": data[prefix + "input_ids"],
-            "segment_ids": data[prefix + "token_type_ids"],
-            "position_ids": data[prefix + "position_ids"],
-        }
-        if mask.ndim == 2:
-            inputs["padding_mask"] = mask
-        else:
-            inputs["padding_mask"] = np.ones(mask.shape[:2], "int32")
-            inputs["attention_mask"] = mask
-        outputs = backbone(inputs)
+        outputs = backbone(reference_inputs(data, prefix))
         computed = {
             "sequence_output": outputs["sequence_output"],
             "pooled_output": outputs["pooled_output"],
