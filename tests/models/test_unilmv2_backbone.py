@@ -316,12 +316,6 @@ def test_preset_round_trip_keeps_lm_head(tmp_path):
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision(policy):
-    if keras.config.backend() == "torch":
-        pytest.skip(
-            "keras-hub skips mixed-precision checks on torch without CUDA: "
-            "half-precision CPU kernels are not what users run; TF and JAX "
-            "cover the dtype logic here."
-        )
     reference = reference_backbone()
     backbone = UniLMv2Backbone.from_config(
         dict(reference.get_config(), dtype=policy)
