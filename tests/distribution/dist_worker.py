@@ -256,16 +256,6 @@ def _classifier_data():
     return x, y, None
 
 
-def _classifier_available():
-    try:
-        from keras_unilmv2.models.unilmv2_text_classifier import (  # noqa: F401
-            UniLMv2TextClassifier,
-        )
-    except ImportError:
-        return False
-    return True
-
-
 def _build(task, dropout=0.0):
     """A task on a tiny backbone (seed 0, no preprocessor), compiled with SGD."""
     from unilmv2_test_utils import tiny_backbone
@@ -330,7 +320,7 @@ def case_layout(tmp):
 
     distribution = _distributions()["model_parallel"]
     result = {"rules": [pattern for pattern, _ in LAYOUT_RULES], "tasks": {}}
-    tasks = ["pmlm", "seq2seq"] + (["classifier"] if _classifier_available() else [])
+    tasks = ["pmlm", "seq2seq", "classifier"]
     for task in tasks:
         with distribution.scope():
             model = _build(task)
@@ -403,8 +393,6 @@ def case_layout(tmp):
 
 
 def case_fit(tmp, task):
-    if task == "classifier" and not _classifier_available():
-        return {"skipped": "keras_unilmv2/models/unilmv2_text_classifier.py is not available"}
     data = DATA[task]()
     single = _build(task)
     path = os.path.join(tmp, f"{task}.weights.h5")

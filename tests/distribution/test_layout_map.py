@@ -85,16 +85,13 @@ def _tasks():
     from keras_unilmv2.models.unilmv2_pmlm import UniLMv2PMLM
     from keras_unilmv2.models.unilmv2_seq2seq_lm import UniLMv2Seq2SeqLM
 
-    tasks = {
+    from keras_unilmv2.models.unilmv2_text_classifier import UniLMv2TextClassifier
+
+    return {
         "pmlm": UniLMv2PMLM(tiny_backbone()),
         "seq2seq": UniLMv2Seq2SeqLM(tiny_backbone()),
+        "classifier": UniLMv2TextClassifier(tiny_backbone(), num_classes=3),
     }
-    try:
-        from keras_unilmv2.models.unilmv2_text_classifier import UniLMv2TextClassifier
-    except ImportError:
-        return tasks
-    tasks["classifier"] = UniLMv2TextClassifier(tiny_backbone(), num_classes=3)
-    return tasks
 
 
 def _mesh(axis_names=("batch", "model")):
@@ -176,6 +173,7 @@ def layout_result():
 
 def test_model_parallel_shardings_match_the_table(layout_result):
     assert layout_result["rules"] == [pattern for pattern, _ in LAYOUT_RULES]
+    assert set(layout_result["tasks"]) == {"pmlm", "seq2seq", "classifier"}
     for name, result in layout_result["tasks"].items():
         expected = dict(EXPECTED, **(CLASSIFIER_HEAD if name == "classifier" else {}))
         specs = {path: row["spec"] for path, row in result["weights"].items()}
