@@ -11,7 +11,6 @@ from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     SegmentTupleCallMixin,
 )
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import check_int
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     check_rate,
 )
@@ -23,6 +22,7 @@ from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
 )
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
 from keras_unilmv2.models.unilmv2_tokenizer import _map_strings
+from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 try:

@@ -10,6 +10,7 @@ from keras_hub.models import Preprocessor
 from keras_unilmv2 import masks
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
+from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 # TensorFlow runs this preprocessor (eagerly and inside tf.data) on every
@@ -40,19 +41,6 @@ def _require_tf():
             "`pip install tensorflow tensorflow-text`."
         )
     return tf
-
-
-def _check_int(name, value, minimum):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-    ):
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-    return int(value)
 
 
 def _check_rate(name, value, low, high, open_low=False, open_high=False):
@@ -247,12 +235,12 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
         self.span_probability = _check_rate(
             "span_probability", span_probability, 0, 1
         )
-        self.min_span_length = _check_int("min_span_length", min_span_length, 1)
-        self.max_span_length = _check_int(
+        self.min_span_length = check_int("min_span_length", min_span_length, 1)
+        self.max_span_length = check_int(
             "max_span_length", max_span_length, self.min_span_length
         )
         if max_predictions is not None:
-            max_predictions = _check_int("max_predictions", max_predictions, 1)
+            max_predictions = check_int("max_predictions", max_predictions, 1)
             if max_predictions > self.sequence_length - 2:
                 raise ValueError(
                     "`max_predictions` can be at most `sequence_length - 2` "
@@ -277,7 +265,7 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
             )
         self.drop_last_step_originals = drop_last_step_originals
         if seed is not None:
-            seed = _check_int("seed", seed, -(2**63))
+            seed = check_int("seed", seed, -(2**63))
             if seed >= 2**63:
                 raise ValueError(
                     f"`seed` must fit in int64. Received: seed={seed}"
@@ -311,7 +299,7 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
 
     @sequence_length.setter
     def sequence_length(self, value):
-        self._sequence_length = _check_int("sequence_length", value, 3)
+        self._sequence_length = check_int("sequence_length", value, 3)
 
     @property
     def max_predictions(self):

@@ -24,7 +24,6 @@ from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     SegmentTupleCallMixin,
 )
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import check_int
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     in_tf_graph,
 )
@@ -32,6 +31,7 @@ from keras_unilmv2.models.unilmv2_tokenizer import _DELETED_CHARS
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
 from keras_unilmv2.models.unilmv2_tokenizer import _map_strings
 from keras_unilmv2.models.unilmv2_tokenizer import _normalize_text_python
+from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "span_mask")

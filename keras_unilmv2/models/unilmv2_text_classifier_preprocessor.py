@@ -8,6 +8,7 @@ from keras_hub.models import TextClassifierPreprocessor
 
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
+from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 # TensorFlow is only needed inside `tf.data` / `tf.function`; eager calls run
@@ -24,20 +25,6 @@ TRUNCATE_MODES = ("round_robin", "waterfall")
 
 
 # --- Small helpers shared by the task preprocessors of this package ----------
-
-
-def check_int(name, value, minimum):
-    """Returns `value` as an int, or raises a `ValueError` naming `name`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-    ):
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-    return int(value)
 
 
 def check_rate(name, value):
