@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from keras_unilmv2.layers.direct_call import call_layer
+
 
 def _fused_attention_supported(dtype):
     """Whether `keras.ops.dot_product_attention` runs for this dtype here.
@@ -19,6 +21,10 @@ def _fused_attention_supported(dtype):
     import jax
 
     return jax.default_backend() != "cpu"
+
+
+def _call(layer, *args, **kwargs):
+    return layer(*args, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -46,12 +52,23 @@ class UniLMv2Attention(keras.layers.Layer):
         attention_bias: optional additive bias broadcastable to
             `[batch, num_heads, length, key_length]`; masked keys carry
             `-10000` (the reference value), so a fully masked row stays finite.
-        cache: optional `[batch, 2, max_length, num_heads, key_dim]` keys and
-            values of earlier slots. With a cache, the new keys/values are
-            written at `cache_update_index` and the queries attend over the
-            whole cache (`attention_bias` must then cover `max_length` keys).
+        cache: optional `(keys, values)`: this layer's keys
+            `[batch, num_heads, key_dim, max_length]` and values `[batch,
+            num_heads, max_length, key_dim]` of earlier slots (see
+            `UniLMv2Backbone.build_cache`). With a cache, the new keys/values are written at
+            `cache_update_index` and the queries attend over the whole cache
+            (`attention_bias` must then cover `max_length` keys).
         cache_update_index: int (or scalar tensor), the slot of the first new
             token in the cache.
+        context: optional read-only `(keys, values)` in the cache layout,
+            with `context_batch` rows and `context_length` slots, of slots encoded earlier
+            (the source during generation). The queries attend over the
+            context and the cache under one softmax. `context_batch` may
+            divide `batch`: query rows `i * g ... i * g + g - 1`
+            (`g = batch // context_batch`, e.g. the `g` beams of example `i`)
+            share context row `i`, which is therefore never copied per beam.
+        context_bias: additive bias for the context keys, broadcastable to
+            `[batch, num_heads, length, context_length]`.
         training: bool, dropout switch.
 
     Returns:
@@ -113,31 +130,129 @@ class UniLMv2Attention(keras.layers.Layer):
         attention_bias=None,
         cache=None,
         cache_update_index=None,
+        context=None,
+        context_bias=None,
         training=None,
     ):
-        query = self._split_heads(self.query_dense(hidden_states))
-        key = self._split_heads(self.key_dense(hidden_states))
-        value = self._split_heads(self.value_dense(hidden_states))
-        if cache is not None:
-            if cache_update_index is None:
+        # The cached (decoding) path is inference only: its sublayers run
+        # without Keras' per-call overhead, see `call_layer`.
+        decoding = cache is not None or context is not None
+        run = call_layer if decoding else _call
+        query = self._split_heads(run(self.query_dense, hidden_states))
+        key = self._split_heads(run(self.key_dense, hidden_states))
+        value = self._split_heads(run(self.value_dense, hidden_states))
+        if attention_bias is not None:
+            attention_bias = ops.cast(attention_bias, self.compute_dtype)
+        if cache is None and context is None:
+            attended = self._attend(query, key, value, attention_bias, training)
+        else:
+            if cache is not None and cache_update_index is None:
                 raise ValueError(
                     "`cache_update_index` is required when a `cache` is given."
                 )
-            start = [0, cache_update_index, 0, 0]
-            key = ops.slice_update(cache[:, 0, ...], start, key)
-            value = ops.slice_update(cache[:, 1, ...], start, value)
-            cache = ops.stack((key, value), axis=1)
-        if attention_bias is not None:
-            attention_bias = ops.cast(attention_bias, self.compute_dtype)
-        context = self._attend(query, key, value, attention_bias, training)
-        shape = ops.shape(context)
-        context = ops.reshape(
-            context, (shape[0], shape[1], self.num_heads * self.key_dim)
+            if context_bias is not None:
+                context_bias = ops.cast(context_bias, self.compute_dtype)
+            attended, cache = self._attend_cached(
+                query,
+                key,
+                value,
+                attention_bias,
+                cache,
+                cache_update_index,
+                context,
+                context_bias,
+            )
+        shape = ops.shape(attended)
+        attended = ops.reshape(
+            attended, (shape[0], shape[1], self.num_heads * self.key_dim)
         )
-        output = self.output_dense(context)
+        output = run(self.output_dense, attended)
         if cache is not None:
             return output, cache
         return output
+
+    def _attend_cached(
+        self,
+        query,
+        key,
+        value,
+        bias,
+        cache,
+        cache_update_index,
+        context,
+        context_bias,
+    ):
+        """Attention of new queries over `[context | cache]` (inference).
+
+        Cached keys are stored `[batch, heads, dim, slots]` and values
+        `[batch, heads, slots, dim]`: both products are then plain batched
+        matrix products that read the cache in place, and a decoding step
+        copies nothing but its new slots. The context and the cache are not
+        concatenated: their scores share one softmax and each set's values
+        are weighted separately. Queries are grouped by context row, so a
+        context shared by `g` beams is read once per example.
+        """
+        key = ops.transpose(key, (0, 2, 3, 1))  # [batch, heads, dim, new]
+        value = ops.transpose(value, (0, 2, 1, 3))  # [batch, heads, new, dim]
+        if cache is not None:
+            key_cache, value_cache = cache
+            # In place under XLA: the cache is a loop-carried buffer.
+            key = ops.slice_update(
+                key_cache,
+                [0, 0, 0, cache_update_index],
+                ops.cast(key, key_cache.dtype),
+            )
+            value = ops.slice_update(
+                value_cache,
+                [0, 0, cache_update_index, 0],
+                ops.cast(value, value_cache.dtype),
+            )
+            cache = (key, value)
+        scale = ops.cast(1.0 / math.sqrt(self.key_dim), query.dtype)
+        query = ops.transpose(query, (0, 2, 1, 3)) * scale  # [b, h, new, d]
+        scores = ops.matmul(query, key)
+        if bias is not None:
+            scores = scores + bias
+        if context is not None:
+            context_key, context_value = context
+            batch, heads, length, dim = ops.shape(query)
+            context_batch = ops.shape(context_key)[0]
+            context_length = ops.shape(context_key)[3]
+
+            # With one query row per context row (greedy decoding, static
+            # shapes) the grouping is the identity.
+            grouped = not (
+                isinstance(batch, int)
+                and isinstance(context_batch, int)
+                and batch == context_batch
+            )
+
+            def to_groups(x):  # [b * g, h, new, n] -> [b, h, g * new, n]
+                if not grouped:
+                    return x
+                x = ops.reshape(x, (context_batch, -1, heads, length, x.shape[-1]))
+                x = ops.transpose(x, (0, 2, 1, 3, 4))
+                return ops.reshape(x, (context_batch, heads, -1, x.shape[-1]))
+
+            def from_groups(x):  # [b, h, g * new, n] -> [b * g, h, new, n]
+                if not grouped:
+                    return x
+                x = ops.reshape(x, (context_batch, heads, -1, length, x.shape[-1]))
+                x = ops.transpose(x, (0, 2, 1, 3, 4))
+                return ops.reshape(x, (batch, heads, length, x.shape[-1]))
+
+            context_scores = from_groups(ops.matmul(to_groups(query), context_key))
+            if context_bias is not None:
+                context_scores = context_scores + context_bias
+            scores = ops.concatenate([context_scores, scores], axis=-1)
+        probs = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), query.dtype)
+        if context is None:
+            output = ops.matmul(probs, value)
+        else:
+            context_probs = to_groups(probs[..., :context_length])
+            output = from_groups(ops.matmul(context_probs, context_value))
+            output = output + ops.matmul(probs[..., context_length:], value)
+        return ops.transpose(output, (0, 2, 1, 3)), cache
 
     def _attend(self, query, key, value, bias, training):
         scale = 1.0 / math.sqrt(self.key_dim)

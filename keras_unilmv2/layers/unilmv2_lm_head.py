@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_unilmv2.layers.direct_call import call_layer
+
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
 class UniLMv2LMHead(keras.layers.Layer):
@@ -68,8 +70,13 @@ class UniLMv2LMHead(keras.layers.Layer):
             hidden_states = ops.take_along_axis(
                 hidden_states, positions[:, :, None], axis=1
             )
-        x = self.transform_layer_norm(self.transform_dense(hidden_states))
-        logits = self.token_embedding(x, reverse=True)
+        # No training-dependent sublayers here: direct calls are exact
+        # (and fall back to `__call__` under mixed precision).
+        x = call_layer(
+            self.transform_layer_norm,
+            call_layer(self.transform_dense, hidden_states),
+        )
+        logits = call_layer(self.token_embedding, x, reverse=True)
         # Keras' Embedding layers do not autocast their table, so under a
         # mixed policy the tied projection comes back in float32 here;
         # return the compute dtype, as every other layer does (losses cast

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.layers.unilmv2_attention import UniLMv2Attention
 
 
@@ -26,7 +27,10 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         attention_bias: additive attention bias, see `UniLMv2Attention`.
         cache, cache_update_index: the key/value cache of this layer, see
             `UniLMv2Attention`. With a cache, the call returns
-            `(outputs, cache)`.
+            `(outputs, cache)`. The cached path is for inference (no
+            dropout).
+        context, context_bias: read-only keys/values of earlier slots (the
+            source during generation) and their bias, see `UniLMv2Attention`.
         training: bool.
 
     Example:
@@ -108,23 +112,54 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         attention_bias=None,
         cache=None,
         cache_update_index=None,
+        context=None,
+        context_bias=None,
         training=None,
     ):
+        if cache is not None or context is not None:
+            return self._decode(
+                hidden_states,
+                attention_bias,
+                cache,
+                cache_update_index,
+                context,
+                context_bias,
+            )
         attended = self.self_attention(
-            hidden_states,
-            attention_bias=attention_bias,
-            cache=cache,
-            cache_update_index=cache_update_index,
-            training=training,
+            hidden_states, attention_bias=attention_bias, training=training
         )
-        if cache is not None:
-            attended, cache = attended
         attended = self.self_attention_dropout(attended, training=training)
         x = self.self_attention_layer_norm(hidden_states + attended)
         ffn = self.feedforward_intermediate_dense(x)
         ffn = self.feedforward_output_dense(ffn)
         ffn = self.feedforward_dropout(ffn, training=training)
-        outputs = self.feedforward_layer_norm(x + ffn)
+        return self.feedforward_layer_norm(x + ffn)
+
+    def _decode(
+        self,
+        hidden_states,
+        attention_bias,
+        cache,
+        cache_update_index,
+        context,
+        context_bias,
+    ):
+        """The cached path (inference: no dropout, direct sublayer calls)."""
+        attended = call_layer(
+            self.self_attention,
+            hidden_states,
+            attention_bias=attention_bias,
+            cache=cache,
+            cache_update_index=cache_update_index,
+            context=context,
+            context_bias=context_bias,
+        )
+        if cache is not None:
+            attended, cache = attended
+        x = call_layer(self.self_attention_layer_norm, hidden_states + attended)
+        ffn = call_layer(self.feedforward_intermediate_dense, x)
+        ffn = call_layer(self.feedforward_output_dense, ffn)
+        outputs = call_layer(self.feedforward_layer_norm, x + ffn)
         if cache is not None:
             return outputs, cache
         return outputs

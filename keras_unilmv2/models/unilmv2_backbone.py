@@ -6,6 +6,7 @@ from keras_hub.layers import ReversibleEmbedding
 from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
 
+from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.layers.relative_position_bias import (
     UniLMv2RelativePositionBias,
 )
@@ -447,12 +448,23 @@ class UniLMv2Backbone(PresetMixin, Backbone):
     def build_cache(self, batch_size, max_length):
         """An empty key/value cache for `call_with_cache`.
 
-        Returns a zero tensor `[batch, num_layers, 2, max_length, num_heads,
-        head_dim]` in the compute dtype.
+        Returns one `(keys, values)` pair per layer: zero tensors, keys
+        `[batch_size, num_heads, head_dim, max_length]` and values
+        `[batch_size, num_heads, max_length, head_dim]` (the layouts the two
+        attention products read without a copy), in the compute dtype.
+        Per-layer buffers are updated in place under XLA (no re-stacking per
+        step) and a beam search reorders them as any structure of tensors.
         """
         head_dim = self.hidden_dim // self.num_heads
-        shape = (batch_size, self.num_layers, 2, max_length, self.num_heads, head_dim)
-        return ops.zeros(shape, dtype=self.compute_dtype)
+        key_shape = (batch_size, self.num_heads, head_dim, max_length)
+        value_shape = (batch_size, self.num_heads, max_length, head_dim)
+        return tuple(
+            (
+                ops.zeros(key_shape, dtype=self.compute_dtype),
+                ops.zeros(value_shape, dtype=self.compute_dtype),
+            )
+            for _ in range(self.num_layers)
+        )
 
     def call_with_cache(
         self,
@@ -463,52 +475,89 @@ class UniLMv2Backbone(PresetMixin, Backbone):
         attention_mask,
         cache,
         cache_update_index,
+        context=None,
     ):
         """Encodes new slots against a key/value cache of earlier slots.
 
         The new tokens are written into every layer's cache at
         `cache_update_index` (their slot), and attend over all `max_length`
-        cache slots under `attention_mask`. This is the same computation as a
-        full forward pass over the whole layout, restricted to the new rows:
-        the source is encoded once, then each decoding step feeds only
-        `[previous token, [MASK]]`.
+        cache slots under `attention_mask`, plus, when given, a read-only
+        `context` of slots encoded earlier. This is the same computation as
+        a full forward pass over the whole layout, restricted to the new
+        rows: generation encodes the source once (a call over a cache of
+        exactly its length returns its keys and values), then each step
+        feeds only `[previous token, [MASK]]` with the source as context.
 
         Args:
             token_ids: int `[batch, new_length]`.
             segment_ids: int `[batch, new_length]`.
             position_ids: int `[batch, new_length]`, positions of the new slots.
-            key_position_ids: int `[batch, max_length]`, positions of all slots
-                (for the relative bias).
+            key_position_ids: int `[batch, max_length]`, positions of all
+                cache slots (for the relative bias).
             attention_mask: `[batch, new_length, max_length]` visibility of
                 cache slots for the new queries.
             cache: from `build_cache` (or a previous call).
             cache_update_index: int or scalar tensor, slot of the first new
                 token.
+            context: optional dict with `"cache"` (the keys/values returned
+                by an earlier call, never modified), `"position_ids"`
+                (`[context_batch, context_length]`) and `"padding_mask"`
+                (`[context_batch, context_length]`, the context slots every
+                new query sees). `context_batch` may divide `batch`: rows
+                `i * g ... i * g + g - 1` of the new tokens (e.g. the `g`
+                beams of example `i`) share context row `i`.
 
         Returns:
             `(sequence_output [batch, new_length, hidden_dim], cache)`.
         """
-        x = self.embeddings_add(
-            (
-                self.token_embedding(token_ids),
-                self.position_embedding(position_ids),
-                self.segment_embedding(segment_ids),
-            )
+        # Inference only: sublayers run without Keras' per-call overhead
+        # (`call_layer`), which dominates an eager torch decoding step.
+        x = call_layer(
+            self.embeddings_add,
+            [
+                call_layer(self.token_embedding, token_ids),
+                call_layer(self.position_embedding, position_ids),
+                call_layer(self.segment_embedding, segment_ids),
+            ],
         )
-        x = self.embeddings_layer_norm(x)
+        x = call_layer(self.embeddings_layer_norm, x)
         bias = visibility_to_bias(attention_mask, self.compute_dtype)
         if self.relative_position_bias is not None:
-            bias = bias + self.relative_position_bias(position_ids, key_position_ids)
+            bias = bias + call_layer(
+                self.relative_position_bias, position_ids, key_position_ids
+            )
+        context_caches = [None] * self.num_layers
+        context_bias = None
+        if context is not None:
+            context_caches = context["cache"]
+            context_positions = context["position_ids"]
+            context_visible = ops.cast(context["padding_mask"], "bool")
+            group = ops.shape(token_ids)[0] // ops.shape(context_positions)[0]
+            if not isinstance(group, int) or group != 1:
+                context_positions = ops.repeat(context_positions, group, axis=0)
+                context_visible = ops.repeat(context_visible, group, axis=0)
+            context_bias = visibility_to_bias(
+                context_visible[:, None, :], self.compute_dtype
+            )
+            if self.relative_position_bias is not None:
+                context_bias = context_bias + call_layer(
+                    self.relative_position_bias, position_ids, context_positions
+                )
         caches = []
-        for i, layer in enumerate(self.transformer_layers):
-            x, layer_cache = layer(
+        for layer, layer_cache, layer_context in zip(
+            self.transformer_layers, cache, context_caches
+        ):
+            x, layer_cache = call_layer(
+                layer,
                 x,
                 attention_bias=bias,
-                cache=cache[:, i, ...],
+                cache=layer_cache,
                 cache_update_index=cache_update_index,
+                context=layer_context,
+                context_bias=context_bias,
             )
             caches.append(layer_cache)
-        return x, ops.stack(caches, axis=1)
+        return x, tuple(caches)
 
     def get_config(self):
         config = super().get_config()

@@ -6,6 +6,7 @@ from keras import ops
 from keras_hub.models import Seq2SeqLM
 from keras_hub.samplers import get as get_sampler
 
+from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
     UniLMv2Seq2SeqLMPreprocessor,
@@ -180,6 +181,7 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         *,
         weighted_metrics="auto",
         sampler="greedy",
+        jit_compile="auto",
         **kwargs,
     ):
         """Like `keras_hub.models.Seq2SeqLM.compile`, with s2s-ft defaults.
@@ -188,7 +190,14 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         real target tokens, float32); `optimizer="auto"` is AdamW(5e-5,
         weight decay 0.01) with gradient clipping at norm 1.0;
         `sampler="greedy"` by default, as the reference decoder with beam 1.
+
+        `jit_compile` applies to training as in Keras. Generation is compiled
+        with XLA unless `jit_compile=False` (or `run_eagerly=True`): on
+        TensorFlow, Keras turns XLA off on CPU-only machines, where the
+        decoding loop then runs about 3x slower as a plain `tf.function`
+        (`tools/benchmark_generate.py`).
         """
+        self._jit_generate = jit_compile is not False
         if optimizer == "auto":
             optimizer = keras.optimizers.AdamW(5e-5, weight_decay=0.01, clipnorm=1.0)
         if loss == "auto":
@@ -209,8 +218,26 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             loss=loss,
             weighted_metrics=weighted_metrics,
             sampler=sampler,
+            jit_compile=jit_compile,
             **kwargs,
         )
+
+    def make_generate_function(self):
+        """The compiled generation function (XLA on TensorFlow too, see
+        `compile`)."""
+        if (
+            self.generate_function is None
+            and keras.config.backend() == "tensorflow"
+            and not self.run_eagerly
+            and getattr(self, "_jit_generate", True)
+        ):
+            import tensorflow as tf
+
+            self.generate_function = tf.function(
+                self.generate_step, jit_compile=True
+            )
+            return self.generate_function
+        return super().make_generate_function()
 
     # --- cached generation --------------------------------------------------
 
@@ -224,73 +251,95 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         return p.tokenizer.mask_token_id, p.source_type_id, p.target_type_id
 
     def _build_cache(self, encoder_token_ids, encoder_padding_mask, target_length):
-        """Encodes the source once; returns the cache tuple for the sampler.
+        """Encodes the source once; returns `(context, cache)`.
 
-        Cache slots: `[source S | slot 0 (never visible) | target 1..T]`.
-        Target slot `t` has position `n_s + t - 1` (n_s = real source
-        length): the `[MASK]` predicting the first token sits at `n_s`.
+        `context` holds the source's keys and values in every layer, its
+        position ids and padding mask; decoding steps read it and never
+        write it, and rows of a beam search share their example's context
+        row (no per-beam copy, no reordering). `cache` is the empty target
+        cache, `target_length + 1` slots: slot 0 is a never-visible dummy,
+        target slot `t` has position `n_s + t - 1` (n_s = the real source
+        length), so the `[MASK]` predicting the first token sits at `n_s`.
         """
         _, source_type, _ = self._special_ids()
-        batch, source_length = ops.shape(encoder_token_ids)[0], ops.shape(encoder_token_ids)[1]
+        batch = ops.shape(encoder_token_ids)[0]
+        source_length = ops.shape(encoder_token_ids)[1]
         source_valid = ops.cast(encoder_padding_mask, "bool")
-        num_source = ops.sum(ops.cast(source_valid, "int32"), axis=1)
         source_positions = ops.where(
             source_valid, ops.arange(source_length, dtype="int32")[None, :], 0
         )
-        target_positions = num_source[:, None] + ops.arange(target_length + 1, dtype="int32")[None, :] - 1
-        key_positions = ops.concatenate(
-            [source_positions, ops.maximum(target_positions, 0)], axis=1
+        mask = ops.broadcast_to(
+            source_valid[:, None, :], (batch, source_length, source_length)
         )
-        total = source_length + target_length + 1
-        kv = self.backbone.build_cache(batch, total)
-        visible = ops.concatenate(
-            [source_valid, ops.zeros((batch, target_length + 1), "bool")], axis=1
-        )
-        mask = ops.broadcast_to(visible[:, None, :], (batch, source_length, total))
-        _, kv = self.backbone.call_with_cache(
+        _, source_cache = self.backbone.call_with_cache(
             encoder_token_ids,
             ops.full((batch, source_length), source_type, dtype="int32"),
             source_positions,
-            key_positions,
+            source_positions,
             mask,
-            kv,
+            self.backbone.build_cache(batch, source_length),
             0,
         )
-        return kv, key_positions, visible
+        context = {
+            "cache": source_cache,
+            "position_ids": source_positions,
+            "padding_mask": source_valid,
+        }
+        return context, self.backbone.build_cache(batch, target_length + 1)
 
-    def call_with_cache(self, token_ids, cache, index):
+    def call_with_cache(self, token_ids, cache, index, context):
         """One decoding step: `[token at slot index-1, [MASK] at slot index]`.
 
-        Returns the LM logits at `[MASK]`, its hidden state and the cache.
+        Args:
+            token_ids: int `[batch, target_length + 1]`, the prompt so far
+                (slot 0 is the dummy). `batch` may be a multiple `g` of the
+                context's batch: rows `i * g ... i * g + g - 1` (the beams of
+                example `i`) decode against source `i`.
+            cache: the target cache from `_build_cache` or the previous step.
+            index: int or scalar tensor, the slot of the `[MASK]`.
+            context: the encoded source from `_build_cache`.
+
+        Returns:
+            `(logits [batch, vocabulary], hidden [batch, hidden_dim], cache)`,
+            read at `[MASK]`.
         """
         mask_id, _, target_type = self._special_ids()
-        kv, key_positions, source_visible = cache
         batch = ops.shape(token_ids)[0]
-        # Cache slots: [source | slot 0 | target slots 1..T] (see _build_cache).
-        total = ops.shape(key_positions)[1]
-        source_length = total - ops.shape(token_ids)[1]
+        slots = ops.shape(token_ids)[1]
+        num_source = ops.sum(ops.cast(context["padding_mask"], "int32"), axis=1)
+        group = batch // ops.shape(num_source)[0]
+        if not isinstance(group, int) or group != 1:
+            num_source = ops.repeat(num_source, group, axis=0)
         previous = ops.slice(token_ids, [0, index - 1], [batch, 1])
         step_ids = ops.concatenate(
-            [ops.cast(previous, "int32"), ops.full((batch, 1), mask_id, dtype="int32")], axis=1
+            [
+                ops.cast(previous, "int32"),
+                ops.full((batch, 1), mask_id, dtype="int32"),
+            ],
+            axis=1,
         )
-        query_slots = source_length + index - 1 + ops.arange(2, dtype="int32")
-        positions = ops.take(key_positions, query_slots, axis=1)
-        key_slots = ops.arange(total, dtype="int32")
+        target_slots = ops.arange(slots, dtype="int32")
+        target_positions = ops.maximum(
+            num_source[:, None] + target_slots[None, :] - 1, 0
+        )
+        query_slots = index - 1 + ops.arange(2, dtype="int32")
+        positions = ops.take(target_positions, query_slots, axis=1)
+        # Slot 0 is never visible; slot t sees target slots 1..t.
         causal = ops.logical_and(
-            key_slots[None, :] > source_length, key_slots[None, :] <= query_slots[:, None]
+            target_slots[None, :] > 0, target_slots[None, :] <= query_slots[:, None]
         )
-        mask = ops.logical_or(source_visible[:, None, :], causal[None, :, :])
-        hidden, kv = self.backbone.call_with_cache(
+        hidden, cache = self.backbone.call_with_cache(
             step_ids,
             ops.full((batch, 2), target_type, dtype="int32"),
             positions,
-            key_positions,
-            mask,
-            kv,
-            source_length + index - 1,
+            target_positions,
+            ops.broadcast_to(causal[None, :, :], (batch, 2, slots)),
+            cache,
+            index - 1,
+            context=context,
         )
-        logits = self.backbone.lm_head(hidden[:, 1:, :])[:, 0, :]
-        return logits, hidden[:, 1, :], (kv, key_positions, source_visible)
+        logits = call_layer(self.backbone.lm_head, hidden[:, 1:, :])[:, 0, :]
+        return logits, hidden[:, 1, :], cache
 
     def generate_step(self, inputs, stop_token_ids=None):
         """Generates a batch: `decoder_token_ids` slots 1.. get the tokens."""
@@ -315,11 +364,14 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
                     "that the table is extended. Received: "
                     f"max_length={target_length}"
                 )
-        cache = self._build_cache(encoder_token_ids, encoder_padding_mask, target_length)
+        context, cache = self._build_cache(
+            encoder_token_ids, encoder_padding_mask, target_length
+        )
 
         def next(prompt, cache, index):
-            logits, hidden, cache = self.call_with_cache(prompt, cache, index)
-            return logits, hidden, cache
+            # The source is a closure constant, outside the loop state: the
+            # samplers neither carry nor reorder it (beams share it).
+            return self.call_with_cache(prompt, cache, index, context)
 
         decoder_token_ids = self.sampler(
             next=next,

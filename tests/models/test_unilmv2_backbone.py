@@ -247,6 +247,68 @@ def test_cached_encoding_equals_full_forward():
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)
 
 
+def test_cached_encoding_with_shared_context_equals_full_forward():
+    """A prefix encoded once as a read-only context, shared by g rows each."""
+    backbone = tiny_backbone(dropout=0.0)
+    inputs = random_inputs(batch=2, length=8, pad=0)
+    causal = np.tril(np.ones((2, 8, 8), "int32"))
+    positions = np.tile(np.arange(8, dtype="int32"), (2, 1))
+    full = to_numpy(
+        backbone(dict(inputs, attention_mask=causal, position_ids=positions))[
+            "sequence_output"
+        ]
+    )
+    # The 3-token prefix: its own keys and values, batch 2.
+    _, prefix = backbone.call_with_cache(
+        inputs["token_ids"][:, :3],
+        inputs["segment_ids"][:, :3],
+        positions[:, :3],
+        positions[:, :3],
+        causal[:, :3, :3],
+        backbone.build_cache(2, 3),
+        0,
+    )
+    context = {
+        "cache": prefix,
+        "position_ids": positions[:, :3],
+        "padding_mask": np.ones((2, 3), bool),
+    }
+    group = 3  # e.g. three beams per example, rows 0-2 -> example 0
+    rows = np.repeat(np.arange(2), group)
+    cache = backbone.build_cache(2 * group, 5)
+    outputs = []
+    for start, stop in ((3, 5), (5, 6), (6, 8)):
+        out, cache = backbone.call_with_cache(
+            inputs["token_ids"][rows, start:stop],
+            inputs["segment_ids"][rows, start:stop],
+            positions[rows, start:stop],
+            positions[rows, 3:],
+            causal[rows, start:stop, 3:],
+            cache,
+            start - 3,
+            context=context,
+        )
+        outputs.append(to_numpy(out))
+    np.testing.assert_allclose(
+        np.concatenate(outputs, axis=1), full[rows, 3:], atol=1e-5
+    )
+    # The context is what the rows see: another prefix changes the outputs.
+    other = dict(context, padding_mask=np.array([[1, 0, 1], [1, 1, 1]], bool))
+    changed, _ = backbone.call_with_cache(
+        inputs["token_ids"][rows, 3:5],
+        inputs["segment_ids"][rows, 3:5],
+        positions[rows, 3:5],
+        positions[rows, 3:],
+        causal[rows, 3:5, 3:],
+        backbone.build_cache(2 * group, 5),
+        0,
+        context=other,
+    )
+    changed = to_numpy(changed)
+    assert np.abs(changed[:group] - outputs[0][:group]).max() > 1e-3
+    np.testing.assert_allclose(changed[group:], outputs[0][group:], atol=1e-6)
+
+
 def test_fit_updates_weights():
     backbone = tiny_backbone()
     inputs = random_inputs(batch=4)

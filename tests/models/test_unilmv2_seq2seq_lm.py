@@ -179,7 +179,7 @@ def _cached_step_logits(task, texts, steps):
     inputs = _to_tensors(task.preprocessor.generate_preprocess(texts, sequence_length=steps))
     build = _compiled(lambda ids, mask: task._build_cache(ids, mask, steps))
     step = _compiled(task.call_with_cache)
-    cache = build(inputs["encoder_token_ids"], inputs["encoder_padding_mask"])
+    context, cache = build(inputs["encoder_token_ids"], inputs["encoder_padding_mask"])
     prompt = np.zeros((len(texts), steps + 1), "int32")
     all_logits = []
     for index in range(1, steps + 1):
@@ -187,6 +187,7 @@ def _cached_step_logits(task, texts, steps):
             keras.ops.convert_to_tensor(prompt),
             cache,
             keras.ops.convert_to_tensor(index, "int32"),
+            context,
         )
         logits = to_numpy(logits)
         all_logits.append(logits)
@@ -393,11 +394,11 @@ def test_beam_search_matches_reference(decode_task, decode_data, name):
     sampler = _beam_sampler(run["settings"], return_all_beams=True)
 
     def search(inputs):
-        cache = decode_task._build_cache(
+        context, cache = decode_task._build_cache(
             inputs["encoder_token_ids"], inputs["encoder_padding_mask"], 10
         )
         return sampler(
-            next=decode_task.call_with_cache,
+            next=lambda p, c, i: decode_task.call_with_cache(p, c, i, context),
             prompt=inputs["decoder_token_ids"],
             cache=cache,
             index=1,
@@ -434,6 +435,23 @@ def test_beam_generate_matches_reference(decode_task, decode_data):
     outputs = decode_task.generate(texts, max_length=10)
     assert outputs == [e["output_text"] for e in run["per_example"]]
     decode_task.compile(sampler="greedy")
+
+
+def test_generation_compiles_with_xla_unless_turned_off(random_task):
+    """`generate()` is XLA-compiled by default (on TensorFlow too, where
+    Keras turns XLA off on CPU); `jit_compile=False` opts out; both give the
+    same tokens."""
+    texts = [p[0] for p in PAIRS]
+    random_task.compile(sampler="greedy", jit_compile=False)
+    plain, _ = _generate_ids(random_task, texts, 8)
+    if keras.config.backend() == "tensorflow":
+        assert random_task.make_generate_function()._jit_compile is False
+    random_task.compile(sampler="greedy")
+    compiled, _ = _generate_ids(random_task, texts, 8)
+    if keras.config.backend() == "tensorflow":
+        assert random_task.make_generate_function()._jit_compile is True
+    np.testing.assert_array_equal(plain, compiled)
+    assert compiled[:, 1:].any()
 
 
 # --- cached generation equals full recomputation ------------------------------
