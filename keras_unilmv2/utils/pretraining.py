@@ -371,11 +371,40 @@ def pretrain(
             },
         }
     )
+    if init_from is not None:
+        _record_previous_stages(metadata, init_from)
     with open(metadata_path, "w") as f:
         json.dump(metadata, f, indent=2)
     if distribution is not None:
         keras.distribution.set_distribution(None)
     return metadata
+
+
+def _record_previous_stages(metadata, init_from):
+    """Keeps the history of a continued run: the starting preset's commands
+    and figures go to `previous_stages`, this run's held-out figures of the
+    starting model become `heldout["start"]`, and `heldout["untrained"]`
+    stays the randomly initialised model's (from the first stage)."""
+    path = os.path.join(os.fspath(init_from), "metadata.json")
+    previous = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+    heldout = metadata["heldout"]
+    heldout["start"] = heldout["untrained"]
+    if "heldout" in previous:
+        heldout["untrained"] = previous["heldout"]["untrained"]
+    stages = list(previous.get("previous_stages", []))
+    if "command" in previous:
+        stages.append(
+            {
+                "command": previous["command"],
+                "training": previous.get("training"),
+                "heldout_trained": previous.get("heldout", {}).get("trained"),
+            }
+        )
+    metadata["previous_stages"] = stages
+    metadata["heldout"] = {k: heldout[k] for k in ("untrained", "start", "trained")}
 
 
 def _distribution(keras, model_parallel):

@@ -101,6 +101,30 @@ def test_interrupted_run_resumes_exactly(corpus, tmp_path):
     assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
 
 
+def test_continued_run_starts_from_the_preset_and_keeps_its_history(corpus, tmp_path):
+    first = os.path.join(tmp_path, "first")
+    second = os.path.join(tmp_path, "second")
+    stage1 = pretrain(
+        [corpus], first, vocabulary=fixture_path("vocab.txt"), steps=4,
+        checkpoint_every=2, command="stage one", **TINY,
+    )
+    stage2 = pretrain(
+        [corpus], second, vocabulary=fixture_path("vocab.txt"), steps=2,
+        checkpoint_every=2, command="stage two", init_from=first, **TINY,
+    )
+    # Same held-out masks (same seed): the start is where stage one ended.
+    assert stage2["heldout"]["start"] == stage1["heldout"]["trained"]
+    assert stage2["heldout"]["untrained"] == stage1["heldout"]["untrained"]
+    assert stage2["training"]["init_from"] == first
+    assert [s["command"] for s in stage2["previous_stages"]] == ["stage one"]
+    assert stage2["previous_stages"][0]["heldout_trained"] == stage1["heldout"]["trained"]
+    saved = json.load(open(os.path.join(second, "metadata.json")))
+    assert saved["previous_stages"] == stage2["previous_stages"]
+    # It trained on: the weights moved away from the starting preset's.
+    moved = [np.abs(a - b).max() for a, b in zip(_weights(first), _weights(second))]
+    assert max(moved) > 0
+
+
 def test_command_line_errors(tmp_path):
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "tools", "pretrain_pmlm.py"), "--output", str(tmp_path)],
