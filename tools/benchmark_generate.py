@@ -35,13 +35,15 @@ medians of `--repeats` calls after one warm-up call.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import types
 
 # Runnable from a source checkout without installing the package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmark_utils import run_per_backend  # noqa: E402
 
 SIZES = {
     "tiny": dict(num_layers=2, num_heads=4, hidden_dim=128, intermediate_dim=512),
@@ -274,24 +276,11 @@ def main(argv=None):
             _print_header(args)
             _print_row(results)
         return 0
-    rows = []
-    for backend in ("tensorflow", "jax", "torch"):
-        command = [sys.executable, os.path.abspath(__file__), "--backend", "current", "--json"]
-        command += [f"--size={args.size}", f"--batch={args.batch}"]
-        command += [f"--source-length={args.source_length}", f"--new-tokens={args.new_tokens}"]
-        command += [f"--beams={args.beams}", f"--repeats={args.repeats}", f"--dtype={args.dtype}"]
-        command += [f"--threads={args.threads}"]
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
-        if done.returncode or not lines:
-            print(f"{backend}: failed\n{done.stderr[-3000:]}", file=sys.stderr)
-            return 1
-        rows.append(json.loads(lines[-1][len("RESULT "):]))
     _print_header(args)
-    for row in rows:
-        _print_row(row)
-    return 0
+    forwarded = (
+        "size", "batch", "source_length", "new_tokens", "beams", "repeats", "dtype", "threads"
+    )
+    return run_per_backend(__file__, args, forwarded, _print_row)
 
 
 def _print_header(args):

@@ -14,7 +14,8 @@ def run_per_backend(script, args, forwarded, print_row):
     Args:
         script: path of the benchmark script.
         args: its parsed `argparse.Namespace`.
-        forwarded: names of the arguments to pass on (`--name=value`).
+        forwarded: attribute names of the arguments to pass on (as
+            `--name=value`, underscores written as dashes).
         print_row: called with each backend's result dict.
 
     Returns:
@@ -22,7 +23,7 @@ def run_per_backend(script, args, forwarded, print_row):
     """
     for backend in BACKENDS:
         command = [sys.executable, os.path.abspath(script), "--backend", "current", "--json"]
-        command += [f"--{name}={getattr(args, name)}" for name in forwarded]
+        command += [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in forwarded]
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
