@@ -26,7 +26,6 @@ import sys
 import numpy as np
 
 import keras_unilmv2
-from keras_unilmv2 import masks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -20,7 +20,6 @@ import sys
 import keras
 import numpy as np
 
-import keras_unilmv2
 from keras_unilmv2.models.unilmv2_text_classifier import UniLMv2TextClassifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))

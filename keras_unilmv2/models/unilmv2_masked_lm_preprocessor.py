@@ -21,7 +21,7 @@ from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     standardize_segments,
 )
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
-from keras_unilmv2.models.unilmv2_tokenizer import _map_strings
+from keras_unilmv2.utils.text import map_strings
 from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
@@ -38,7 +38,7 @@ _OWNER = "UniLMv2MaskedLMPreprocessor"
 
 def _python_texts(segment):
     """A segment as `(list of str, batched)`, or a clear error."""
-    texts = _map_strings(segment, lambda text: text)
+    texts = map_strings(segment, lambda text: text)
     if isinstance(texts, str):
         return [texts], False
     if isinstance(texts, list) and all(isinstance(t, str) for t in texts):

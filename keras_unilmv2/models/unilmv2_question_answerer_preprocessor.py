@@ -27,10 +27,10 @@ from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     in_tf_graph,
 )
-from keras_unilmv2.models.unilmv2_tokenizer import _DELETED_CHARS
+from keras_unilmv2.utils.text import DELETED_CHARS
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
-from keras_unilmv2.models.unilmv2_tokenizer import _map_strings
-from keras_unilmv2.models.unilmv2_tokenizer import _normalize_text_python
+from keras_unilmv2.utils.text import map_strings
+from keras_unilmv2.utils.text import normalize_text
 from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
@@ -114,13 +114,13 @@ class WordPieceOffsetTokenizer:
 
     def _normalize_chunk(self, chunk, base, chars, spans):
         lower, strip = self._lowercase, self._strip_accents
-        normalized = _normalize_text_python(chunk, lower, strip)
+        normalized = normalize_text(chunk, lower, strip)
         if chunk.isascii():
-            origins = [j for j, ch in enumerate(chunk) if ch not in _DELETED_CHARS]
+            origins = [j for j, ch in enumerate(chunk) if ch not in DELETED_CHARS]
         else:
             origins = []
             for j, ch in enumerate(chunk):
-                count = len(_normalize_text_python(ch, lower, strip))
+                count = len(normalize_text(ch, lower, strip))
                 origins.extend([j] * count)
         chars.append(normalized)
         if len(origins) == len(normalized):
@@ -197,7 +197,7 @@ class WordPieceOffsetTokenizer:
 
 def _as_texts(value, name):
     """A string or a batch of strings -> `(list of str, batched)`."""
-    texts = _map_strings(value, lambda text: text)
+    texts = map_strings(value, lambda text: text)
     if isinstance(texts, str):
         return [texts], False
     if isinstance(texts, list) and all(isinstance(t, str) for t in texts):

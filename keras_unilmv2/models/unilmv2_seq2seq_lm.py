@@ -4,7 +4,6 @@ import keras
 import numpy as np
 from keras import ops
 from keras_hub.models import Seq2SeqLM
-from keras_hub.samplers import get as get_sampler
 
 from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone

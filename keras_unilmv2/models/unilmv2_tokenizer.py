@@ -2,28 +2,17 @@
 
 import os
 import re
-import unicodedata
 
 import keras
-import numpy as np
 from keras.src.saving import serialization_lib
 from keras_hub.tokenizers import WordPieceTokenizer
 
 from keras_unilmv2.utils.preset_utils import PresetMixin
-
-# TensorFlow and tensorflow-text are optional: eager tokenization runs in
-# pure Python, only `tf.data` / `tf.function` tracing needs them.
-try:
-    import tensorflow as tf
-
-    if not hasattr(tf, "executing_eagerly"):  # a half-uninstalled package
-        tf = None
-except ImportError:
-    tf = None
-try:
-    import tensorflow_text as tf_text
-except ImportError:
-    tf_text = None
+from keras_unilmv2.utils.text import map_strings
+from keras_unilmv2.utils.text import normalize_text
+from keras_unilmv2.utils.text import normalize_text_tf
+from keras_unilmv2.utils.text import tf
+from keras_unilmv2.utils.text import tf_text
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -37,94 +26,6 @@ REQUIRED_SPECIAL_TOKENS = (
     SEP_TOKEN,
     MASK_TOKEN,
 )
-
-# Text cleaning of the original BERT / UniLM "basic tokenizer", which the
-# keras-hub pre-tokenizer does not do: NUL, U+FFFD and control or format
-# characters (other than tab, newline and carriage return) are deleted, and
-# every Unicode space separator becomes a plain space. Line and paragraph
-# separators (U+2028, U+2029) also become a space, because the reference
-# splits words with Python's `str.split()`, which treats them as whitespace.
-# Category Cc without \t \n \r, plus U+FFFD (category Cf is handled apart).
-_DELETED_CODEPOINTS = (
-    list(range(0x00, 0x09))
-    + [0x0B, 0x0C]
-    + list(range(0x0E, 0x20))
-    + list(range(0x7F, 0xA0))
-    + [0xFFFD]
-)
-_DELETED_CHARS = frozenset(chr(cp) for cp in _DELETED_CODEPOINTS)
-_DELETE_TABLE = dict.fromkeys(_DELETED_CODEPOINTS)  # for `str.translate`
-_RE2_DELETE_PATTERN = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\x{FFFD}]|\p{Cf}"
-_RE2_SPACE_PATTERN = r"[\p{Zs}\x{2028}\x{2029}]"
-
-
-def _normalize_text_python(text, lowercase, strip_accents):
-    """Clean, lowercase and strip accents from one Python string.
-
-    The steps, in order, follow the reference BERT basic tokenizer: delete
-    control and format characters, map space separators to `" "`, lowercase
-    with `str.lower()` (not Unicode case folding, which would also apply NFKC
-    and turn e.g. "…" into "..."), then decompose to NFD and drop the
-    non-spacing marks (category Mn).
-    """
-    if text.isascii():
-        text = text.translate(_DELETE_TABLE)
-        return text.lower() if lowercase else text
-    chars = []
-    for char in text:
-        category = unicodedata.category(char)
-        if category == "Cf" or char in _DELETED_CHARS:
-            continue
-        if category in ("Zs", "Zl", "Zp"):
-            char = " "
-        chars.append(char)
-    text = "".join(chars)
-    if lowercase:
-        text = text.lower()
-    if strip_accents:
-        text = unicodedata.normalize("NFD", text)
-        text = "".join(
-            char for char in text if unicodedata.category(char) != "Mn"
-        )
-    return text
-
-
-def _normalize_text_tf(text, lowercase, strip_accents):
-    """The same steps as `_normalize_text_python` on a string tensor."""
-    text = tf.strings.regex_replace(text, _RE2_DELETE_PATTERN, "")
-    text = tf.strings.regex_replace(text, _RE2_SPACE_PATTERN, " ")
-    if lowercase:
-        text = tf.strings.lower(text, encoding="utf-8")
-    if strip_accents:
-        text = tf_text.normalize_utf8(text, "NFD")
-        text = tf.strings.regex_replace(text, r"\p{Mn}", "")
-    return text
-
-
-def _map_strings(inputs, fn):
-    """Apply `fn` to every string of a (nested) eager input.
-
-    Strings, bytes, lists, tuples, NumPy arrays and eager TensorFlow tensors
-    come back as Python strings in nested lists of the same structure;
-    anything else is returned unchanged for the base class to reject.
-    """
-    if isinstance(inputs, bytes):
-        return fn(inputs.decode("utf-8"))
-    if isinstance(inputs, str):
-        return fn(inputs)
-    if tf is not None and isinstance(inputs, tf.RaggedTensor):
-        inputs = inputs.to_list()
-    elif tf is not None and isinstance(inputs, tf.Tensor):
-        inputs = inputs.numpy()  # bytes for a scalar, else an array
-    if isinstance(inputs, np.ndarray):
-        if inputs.dtype.kind not in "SUO":
-            return inputs
-        inputs = inputs.tolist()  # a scalar for a rank-0 array
-    if isinstance(inputs, (str, bytes)):
-        return _map_strings(inputs, fn)
-    if isinstance(inputs, (list, tuple)):
-        return [_map_strings(item, fn) for item in inputs]
-    return inputs
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -332,7 +233,7 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
                 )
             inputs = self._normalize_tf(inputs, special_tokens)
         else:
-            inputs = _map_strings(
+            inputs = map_strings(
                 inputs,
                 lambda text: self._normalize_python(text, special_tokens),
             )
@@ -350,13 +251,13 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
     def _normalize_python(self, text, special_tokens):
         lowercase, strip = self.do_lower_case, self.do_strip_accents
         if not special_tokens:
-            return _normalize_text_python(text, lowercase, strip)
+            return normalize_text(text, lowercase, strip)
         # Keep special tokens such as "[MASK]" out of lowercasing.
         pattern = "(" + "|".join(re.escape(t) for t in special_tokens) + ")"
         pieces = re.split(pattern, text)
         # `re.split` with one group puts the matches at odd indices.
         return "".join(
-            piece if i % 2 else _normalize_text_python(piece, lowercase, strip)
+            piece if i % 2 else normalize_text(piece, lowercase, strip)
             for i, piece in enumerate(pieces)
         )
 
@@ -368,7 +269,7 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
         inputs = tf.convert_to_tensor(inputs)
         lowercase, strip = self.do_lower_case, self.do_strip_accents
         if not special_tokens:
-            return _normalize_text_tf(inputs, lowercase, strip)
+            return normalize_text_tf(inputs, lowercase, strip)
         # Split each string into special tokens and the text between them,
         # normalize only the text, and join the pieces back.
         pattern = "|".join(re.escape(t) for t in special_tokens)
@@ -381,7 +282,7 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
         values = tf.where(
             tf.strings.regex_full_match(values, pattern),
             values,
-            _normalize_text_tf(values, lowercase, strip),
+            normalize_text_tf(values, lowercase, strip),
         )
         joined = tf.strings.reduce_join(
             pieces.with_flat_values(values), axis=-1
