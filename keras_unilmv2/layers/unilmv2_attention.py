@@ -69,7 +69,8 @@ class UniLMv2Attention(keras.layers.Layer):
             share context row `i`, which is therefore never copied per beam.
         context_bias: additive bias for the context keys, broadcastable to
             `[batch, num_heads, length, context_length]`.
-        training: bool, dropout switch.
+        training: bool, dropout switch. The cached path (a `cache` or a
+            `context`) is for inference: it applies no dropout.
 
     Returns:
         The attention output `[batch, length, hidden_dim]`, and the updated
