@@ -220,7 +220,9 @@ def test_weights_have_stable_paths():
     assert sum("bias_table" in p for p in paths) == 1
 
 
-def test_cached_encoding_equals_full_forward():
+def _causal_case():
+    """A tiny backbone, 2 x 8 random inputs under a causal mask, and the
+    full forward pass's outputs."""
     backbone = tiny_backbone(dropout=0.0)
     inputs = random_inputs(batch=2, length=8, pad=0)
     causal = np.tril(np.ones((2, 8, 8), "int32"))
@@ -230,6 +232,11 @@ def test_cached_encoding_equals_full_forward():
             "sequence_output"
         ]
     )
+    return backbone, inputs, causal, positions, full
+
+
+def test_cached_encoding_equals_full_forward():
+    backbone, inputs, causal, positions, full = _causal_case()
     cache = backbone.build_cache(2, 8)
     outputs = []
     # A 3-token prefix, then one token at a time.
@@ -249,15 +256,7 @@ def test_cached_encoding_equals_full_forward():
 
 def test_cached_encoding_with_shared_context_equals_full_forward():
     """A prefix encoded once as a read-only context, shared by g rows each."""
-    backbone = tiny_backbone(dropout=0.0)
-    inputs = random_inputs(batch=2, length=8, pad=0)
-    causal = np.tril(np.ones((2, 8, 8), "int32"))
-    positions = np.tile(np.arange(8, dtype="int32"), (2, 1))
-    full = to_numpy(
-        backbone(dict(inputs, attention_mask=causal, position_ids=positions))[
-            "sequence_output"
-        ]
-    )
+    backbone, inputs, causal, positions, full = _causal_case()
     # The 3-token prefix: its own keys and values, batch 2.
     _, prefix = backbone.call_with_cache(
         inputs["token_ids"][:, :3],
