@@ -12,8 +12,6 @@ score), so the ratio measures what that costs.
         --dtype mixed_bfloat16 --backend current        # a GPU, BERT-base dims
 """
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -22,12 +20,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_utils import run_per_backend  # noqa: E402
-
-SIZES = {
-    "small": dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),
-    "base": dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072),
-}
+from benchmark_utils import SIZES  # noqa: E402
+from benchmark_utils import run  # noqa: E402
+from benchmark_utils import step_parser  # noqa: E402
+from benchmark_utils import vocabulary_size as _vocabulary_size  # noqa: E402
 
 
 def _measure(args):
@@ -39,7 +35,7 @@ def _measure(args):
 
     keras.config.set_dtype_policy(args.dtype)
     dims = SIZES[args.size]
-    vocabulary_size = 30522 if args.size == "base" else 8192
+    vocabulary_size = _vocabulary_size(args.size)
     rng = np.random.default_rng(0)
     x = {
         "token_ids": rng.integers(1, vocabulary_size, (args.batch, args.length)).astype("int32"),
@@ -95,27 +91,9 @@ def _measure(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="all", help="'all' or 'current'")
-    parser.add_argument("--size", default="small", choices=sorted(SIZES))
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-
-    if args.backend == "current":
-        results = _measure(args)
-        if args.json:
-            print("RESULT " + json.dumps(results))
-        else:
-            _print_row(results)
-        return 0
-    print(f"train step, {args.size} dims, batch {args.batch} x length {args.length}, {args.dtype}")
-    forwarded = ("size", "batch", "length", "steps", "warmup", "dtype")
-    return run_per_backend(__file__, args, forwarded, _print_row)
+    args = step_parser(__doc__, steps=10, warmup=3).parse_args(argv)
+    header = f"train step, {args.size} dims, batch {args.batch} x length {args.length}, {args.dtype}"
+    return run(__file__, args, _measure, _print_row, header)
 
 
 def _print_row(r):

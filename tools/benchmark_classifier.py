@@ -8,8 +8,6 @@ ratios UniLMv2 / BERT (goal >= 0.95).
     KERAS_BACKEND=jax python tools/benchmark_classifier.py --backend current
 """
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -18,12 +16,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_utils import run_per_backend  # noqa: E402
-
-SIZES = {
-    "small": dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),
-    "base": dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072),
-}
+from benchmark_utils import SIZES  # noqa: E402
+from benchmark_utils import run  # noqa: E402
+from benchmark_utils import step_parser  # noqa: E402
+from benchmark_utils import vocabulary_size as _vocabulary_size  # noqa: E402
 
 
 def _measure(args):
@@ -35,7 +31,7 @@ def _measure(args):
     from keras_unilmv2.models.unilmv2_text_classifier import UniLMv2TextClassifier
 
     keras.config.set_dtype_policy(args.dtype)
-    vocabulary_size = 30522 if args.size == "base" else 8192
+    vocabulary_size = _vocabulary_size(args.size)
     dims = SIZES[args.size]
     rng = np.random.default_rng(0)
     x = {
@@ -82,23 +78,9 @@ def _measure(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="all")
-    parser.add_argument("--size", default="small", choices=sorted(SIZES))
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.backend == "current":
-        result = _measure(args)
-        print(("RESULT " + json.dumps(result)) if args.json else _row(result))
-        return 0
-    print(f"classifier, {args.size} dims, batch {args.batch} x length {args.length}, {args.dtype}")
-    forwarded = ("size", "batch", "length", "steps", "warmup", "dtype")
-    return run_per_backend(__file__, args, forwarded, lambda r: print(_row(r)))
+    args = step_parser(__doc__, steps=8, warmup=2).parse_args(argv)
+    header = f"classifier, {args.size} dims, batch {args.batch} x length {args.length}, {args.dtype}"
+    return run(__file__, args, _measure, lambda r: print(_row(r)), header)
 
 
 def _row(r):

@@ -43,14 +43,14 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import benchmark_utils  # noqa: E402
 from benchmark_utils import run_per_backend  # noqa: E402
+from benchmark_utils import vocabulary_size as _vocabulary_size  # noqa: E402
 
 SIZES = {
     "tiny": dict(num_layers=2, num_heads=4, hidden_dim=128, intermediate_dim=512),
-    "small": dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),
-    "base": dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072),
+    **benchmark_utils.SIZES,
 }
-VOCABULARY_SIZES = {"tiny": 8192, "small": 8192, "base": 30522}
 
 
 def _uncached_generate_step(self, inputs, stop_token_ids=None):
@@ -153,7 +153,7 @@ def _measure(args):
 
     keras.config.set_dtype_policy(args.dtype)
     dims = SIZES[args.size]
-    vocabulary_size = VOCABULARY_SIZES[args.size]
+    vocabulary_size = _vocabulary_size(args.size)
     batch, source_length, new_tokens = args.batch, args.source_length, args.new_tokens
     table = source_length + new_tokens
 
@@ -288,7 +288,7 @@ def _print_header(args):
     print(
         f"generate: {args.size} dims ({dims['num_layers']} layers, hidden "
         f"{dims['hidden_dim']}, {dims['num_heads']} heads, vocab "
-        f"{VOCABULARY_SIZES[args.size]}), batch {args.batch}, source "
+        f"{_vocabulary_size(args.size)}), batch {args.batch}, source "
         f"{args.source_length}, {args.new_tokens} new tokens, beam "
         f"{args.beams}, {args.dtype}, median of {args.repeats}"
         + (f", {args.threads} CPU thread(s)" if args.threads else "")

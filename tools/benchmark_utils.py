@@ -1,11 +1,56 @@
-"""Shared driver of the benchmark scripts: one subprocess per backend."""
+"""Shared pieces of the benchmark scripts: model sizes, the common
+command line, and the driver that runs one subprocess per backend."""
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 
 BACKENDS = ("tensorflow", "jax", "torch")
+
+# Matched sizes for UniLMv2 and its keras-hub peers.
+SIZES = {
+    "small": dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),
+    "base": dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072),
+}
+# The step arguments every train/predict step benchmark takes.
+STEP_ARGUMENTS = ("size", "batch", "length", "steps", "warmup", "dtype")
+
+
+def vocabulary_size(size):
+    """BERT's vocabulary at base size, a smaller one below it."""
+    return 30522 if size == "base" else 8192
+
+
+def step_parser(doc, steps, warmup):
+    """The command line of a step benchmark: `--backend`, `--size`,
+    `--batch`, `--length`, `--steps`, `--warmup`, `--dtype`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--backend", default="all", help="'all' or 'current'")
+    parser.add_argument("--size", default="small", choices=sorted(SIZES))
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def run(script, args, measure, print_row, header, forwarded=STEP_ARGUMENTS):
+    """`--backend current`: measure here and print one row (or, with
+    `--json`, the result for the parent process); otherwise print `header`
+    and run the script once per backend."""
+    if args.backend == "current":
+        result = measure(args)
+        if args.json:
+            print("RESULT " + json.dumps(result))
+        else:
+            print_row(result)
+        return 0
+    print(header)
+    return run_per_backend(script, args, forwarded, print_row)
 
 
 def run_per_backend(script, args, forwarded, print_row):
