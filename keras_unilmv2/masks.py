@@ -30,6 +30,7 @@ Conventions:
 import numbers
 
 import keras
+import numpy as np
 
 # Kinds of slot in a blockwise (PMLM) layout, see `pmlm_attention_mask`.
 CONTEXT_SLOT = 0
@@ -833,3 +834,38 @@ def pmlm_layout(
         "slot_kind": slot_kind,
         "slot_step": slot_step,
     }
+
+
+def pmlm_model_inputs(layout, mask_positions):
+    """`UniLMv2PMLM`'s inputs for a `pmlm_layout` result, as NumPy arrays.
+
+    For building PMLM batches outside the preprocessor (tests, benchmarks,
+    custom pipelines): the layout's ids, positions, padding and attention
+    masks plus the `[M]` slots to score, all int32.
+
+    Args:
+        layout: the dict returned by `pmlm_layout` (any `ops`).
+        mask_positions: int `[..., K]`, the `[M]` slots (`masked_positions`
+            of the layout).
+
+    Returns:
+        A dict with `token_ids`, `segment_ids`, `padding_mask`,
+        `position_ids`, `attention_mask`, `mask_positions` and
+        `pseudo_positions`.
+    """
+    names = (
+        "token_ids",
+        "segment_ids",
+        "padding_mask",
+        "position_ids",
+        "attention_mask",
+        "pseudo_positions",
+    )
+    inputs = {
+        name: np.asarray(keras.ops.convert_to_numpy(layout[name])).astype("int32")
+        for name in names
+    }
+    inputs["mask_positions"] = np.asarray(
+        keras.ops.convert_to_numpy(mask_positions)
+    ).astype("int32")
+    return inputs

@@ -86,6 +86,7 @@ def _data(batch, length, vocabulary_size, mask_rate=0.15, seed=0):
     import numpy as np
 
     from keras_unilmv2.masks import pmlm_layout
+    from keras_unilmv2.masks import pmlm_model_inputs
 
     rng = np.random.default_rng(seed)
     k = max(1, int(round(mask_rate * (length - 2))))
@@ -107,23 +108,9 @@ def _data(batch, length, vocabulary_size, mask_rate=0.15, seed=0):
     layout = pmlm_layout(
         corrupted, ones.astype(bool), positions, steps, originals, MASK_ID, ops="keras"
     )
-    import keras
-
-    layout = {key: np.asarray(keras.ops.convert_to_numpy(v)) for key, v in layout.items()}
     plain = {"token_ids": text, "segment_ids": 0 * ones, "padding_mask": ones}
     return {
-        "pmlm": (
-            {
-                "token_ids": layout["token_ids"],
-                "segment_ids": layout["segment_ids"],
-                "padding_mask": layout["padding_mask"].astype("int32"),
-                "position_ids": layout["position_ids"],
-                "attention_mask": layout["attention_mask"].astype("int32"),
-                "mask_positions": positions,
-                "pseudo_positions": layout["pseudo_positions"].astype("int32"),
-            },
-            {"ae": originals, "par": originals},
-        ),
+        "pmlm": (pmlm_model_inputs(layout, positions), {"ae": originals, "par": originals}),
         "mlm": (dict(plain, token_ids=corrupted, mask_positions=positions), originals),
         "finetune": (plain, rng.integers(0, 2, batch).astype("int32")),
     }

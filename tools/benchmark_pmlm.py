@@ -33,6 +33,7 @@ def _batches(args, vocabulary_size):
     import numpy as np
 
     from keras_unilmv2.masks import pmlm_layout
+    from keras_unilmv2.masks import pmlm_model_inputs
 
     rng = np.random.default_rng(0)
     n, k = args.length, int(round(0.15 * (args.length - 2)))
@@ -62,19 +63,7 @@ def _batches(args, vocabulary_size):
             i += size
         rng.shuffle(row)
     layout = pmlm_layout(corrupted, ones.astype(bool), positions, steps, originals, 4, ops="keras")
-    layout = {key: np.asarray(value) for key, value in layout.items()}
-    pmlm = (
-        {
-            "token_ids": layout["token_ids"],
-            "segment_ids": layout["segment_ids"],
-            "padding_mask": layout["padding_mask"].astype("int32"),
-            "position_ids": layout["position_ids"],
-            "attention_mask": layout["attention_mask"].astype("int32"),
-            "mask_positions": positions.astype("int32"),
-            "pseudo_positions": layout["pseudo_positions"],
-        },
-        {"ae": originals, "par": originals},
-    )
+    pmlm = (pmlm_model_inputs(layout, positions), {"ae": originals, "par": originals})
     return mlm, pmlm
 
 

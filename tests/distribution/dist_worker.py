@@ -191,6 +191,7 @@ def _pmlm_data(seed=0):
     factorization order; the same layout the preprocessor builds.
     """
     from keras_unilmv2.masks import pmlm_layout
+    from keras_unilmv2.masks import pmlm_model_inputs
 
     rng = np.random.default_rng(seed)
     n, k = 16, 4
@@ -214,16 +215,7 @@ def _pmlm_data(seed=0):
         context[b, :length] = text
         valid[b, :length] = True
     layout = pmlm_layout(context, valid, positions, steps, originals, MASK, ops="keras")
-    layout = {key: np.asarray(keras.ops.convert_to_numpy(v)) for key, v in layout.items()}
-    x = {
-        "token_ids": layout["token_ids"],
-        "segment_ids": layout["segment_ids"],
-        "padding_mask": layout["padding_mask"].astype("int32"),
-        "position_ids": layout["position_ids"],
-        "attention_mask": layout["attention_mask"].astype("int32"),
-        "mask_positions": positions,
-        "pseudo_positions": layout["pseudo_positions"].astype("int32"),
-    }
+    x = pmlm_model_inputs(layout, positions)
     weights = (steps > 0).astype("float32")
     return x, {"ae": originals, "par": originals}, {"ae": weights, "par": weights}
 

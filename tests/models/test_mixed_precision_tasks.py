@@ -78,16 +78,7 @@ def _pmlm_batch():
     layout = masks.pmlm_layout(
         context, np.ones_like(context, bool), positions, steps, originals, MASK, ops="keras"
     )
-    layout = {k: to_numpy(v) for k, v in layout.items()}
-    x = {
-        "token_ids": layout["token_ids"],
-        "segment_ids": layout["segment_ids"],
-        "padding_mask": layout["padding_mask"].astype("int32"),
-        "position_ids": layout["position_ids"],
-        "attention_mask": layout["attention_mask"].astype("int32"),
-        "mask_positions": positions,
-        "pseudo_positions": layout["pseudo_positions"].astype("int32"),
-    }
+    x = masks.pmlm_model_inputs(layout, positions)
     # A third example, then fully padded.
     x = {k: np.concatenate([v, v[:1]]) for k, v in x.items()}
     labels = np.concatenate([originals, originals[:1]])

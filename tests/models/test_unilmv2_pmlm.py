@@ -39,15 +39,7 @@ def _layout():
         ops="keras",
     )
     x = {k: to_numpy(v) for k, v in layout.items()}
-    inputs = {
-        "token_ids": x["token_ids"],
-        "segment_ids": x["segment_ids"],
-        "padding_mask": x["padding_mask"].astype("int32"),
-        "position_ids": x["position_ids"],
-        "attention_mask": x["attention_mask"].astype("int32"),
-        "mask_positions": np.array([[3, 4, 1, 6]], "int32"),
-        "pseudo_positions": x["pseudo_positions"],
-    }
+    inputs = masks.pmlm_model_inputs(layout, [[3, 4, 1, 6]])
     return inputs, x["slot_kind"][0], x["slot_step"][0]
 
 
