@@ -27,10 +27,10 @@ Conventions:
   (scalars such as real lengths broadcast the same way: `n` or `[B]`).
 """
 
-import numbers
-
 import keras
 import numpy as np
+
+from keras_unilmv2.utils.checks import check_int
 
 # Kinds of slot in a blockwise (PMLM) layout, see `pmlm_attention_mask`.
 CONTEXT_SLOT = 0
@@ -229,15 +229,7 @@ def _ops(ops):
 
 
 def _check_length(name, value, minimum=1):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-    ):
-        raise ValueError(
-            f"`{name}` must be a Python int >= {minimum} (a static block "
-            f"length). Received: {name}={value!r}"
-        )
+    check_int(name, value, minimum, hint=" (a Python int: a static block length)")
 
 
 def _static_length(name, tensor):
