@@ -65,6 +65,19 @@ def _check_positive_int(name, value, minimum=1):
         )
 
 
+def repeat_to_batch(x, batch):
+    """Repeats each row of `x` so that it has `batch` rows.
+
+    Row `i` becomes rows `i * g ... i * g + g - 1` (`g = batch // len(x)`),
+    the order in which a beam search lays out the beams of an example. The
+    identity when `g` is statically 1.
+    """
+    group = batch // ops.shape(x)[0]
+    if isinstance(group, int) and group == 1:
+        return x
+    return ops.repeat(x, group, axis=0)
+
+
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
 class UniLMv2Backbone(PresetMixin, Backbone):
     """The UniLMv2 Transformer encoder (Bao et al., 2020).
@@ -532,10 +545,9 @@ class UniLMv2Backbone(PresetMixin, Backbone):
             context_caches = context["cache"]
             context_positions = context["position_ids"]
             context_visible = ops.cast(context["padding_mask"], "bool")
-            group = ops.shape(token_ids)[0] // ops.shape(context_positions)[0]
-            if not isinstance(group, int) or group != 1:
-                context_positions = ops.repeat(context_positions, group, axis=0)
-                context_visible = ops.repeat(context_visible, group, axis=0)
+            batch = ops.shape(token_ids)[0]
+            context_positions = repeat_to_batch(context_positions, batch)
+            context_visible = repeat_to_batch(context_visible, batch)
             context_bias = visibility_to_bias(
                 context_visible[:, None, :], self.compute_dtype
             )

@@ -7,6 +7,7 @@ from keras_hub.models import Seq2SeqLM
 
 from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
+from keras_unilmv2.models.unilmv2_backbone import repeat_to_batch
 from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
     UniLMv2Seq2SeqLMPreprocessor,
 )
@@ -252,8 +253,10 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
     def _build_cache(self, encoder_token_ids, encoder_padding_mask, target_length):
         """Encodes the source once; returns `(context, cache)`.
 
-        `context` holds the source's keys and values in every layer, its
-        position ids and padding mask; decoding steps read it and never
+        `context["source"]` holds the source's keys and values in every
+        layer, its position ids and padding mask (the backbone's
+        `call_with_cache` context), `context["target_positions"]` the
+        position of every target slot; decoding steps read it and never
         write it, and rows of a beam search share their example's context
         row (no per-beam copy, no reordering). `cache` is the empty target
         cache, `target_length + 1` slots: slot 0 is a never-visible dummy,
@@ -279,10 +282,17 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             self.backbone.build_cache(batch, source_length),
             0,
         )
+        num_source = ops.sum(ops.cast(source_valid, "int32"), axis=1)
+        target_slots = ops.arange(target_length + 1, dtype="int32")
         context = {
-            "cache": source_cache,
-            "position_ids": source_positions,
-            "padding_mask": source_valid,
+            "source": {
+                "cache": source_cache,
+                "position_ids": source_positions,
+                "padding_mask": source_valid,
+            },
+            "target_positions": ops.maximum(
+                num_source[:, None] + target_slots[None, :] - 1, 0
+            ),
         }
         return context, self.backbone.build_cache(batch, target_length + 1)
 
@@ -305,10 +315,7 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         mask_id, _, target_type = self._special_ids()
         batch = ops.shape(token_ids)[0]
         slots = ops.shape(token_ids)[1]
-        num_source = ops.sum(ops.cast(context["padding_mask"], "int32"), axis=1)
-        group = batch // ops.shape(num_source)[0]
-        if not isinstance(group, int) or group != 1:
-            num_source = ops.repeat(num_source, group, axis=0)
+        target_positions = repeat_to_batch(context["target_positions"], batch)
         previous = ops.slice(token_ids, [0, index - 1], [batch, 1])
         step_ids = ops.concatenate(
             [
@@ -318,9 +325,6 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             axis=1,
         )
         target_slots = ops.arange(slots, dtype="int32")
-        target_positions = ops.maximum(
-            num_source[:, None] + target_slots[None, :] - 1, 0
-        )
         query_slots = index - 1 + ops.arange(2, dtype="int32")
         positions = ops.take(target_positions, query_slots, axis=1)
         # Slot 0 is never visible; slot t sees target slots 1..t.
@@ -335,7 +339,7 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             ops.broadcast_to(causal[None, :, :], (batch, 2, slots)),
             cache,
             index - 1,
-            context=context,
+            context=context["source"],
         )
         logits = call_layer(self.backbone.lm_head, hidden[:, 1:, :])[:, 0, :]
         return logits, hidden[:, 1, :], cache
