@@ -1,21 +1,207 @@
-"""Calling a built layer without Keras' per-call bookkeeping (decoding)."""
+"""The cached decoding path's layer calls and tensor ops, without overhead.
+
+A decoding step of a small model does little arithmetic: on the eager torch
+backend its time goes to Keras' per-call bookkeeping. `Layer.__call__`
+binds arguments, flattens structures and opens name and autocast scopes
+(0.1-0.3 ms a call), and every `keras.ops` function converts and checks its
+arguments (about 5-30 us, against 1-8 us for the torch function it ends up
+calling). This module runs the decoding path's layers and ops directly:
+
+- `call_layer(layer, ...)` runs `layer.call` instead of `layer(...)`, and on
+  torch the plain `Dense`, `LayerNormalization`, `Embedding` and tied
+  `ReversibleEmbedding` layers as the very torch functions their `call`
+  reaches (`matmul` + bias, `layer_norm`, indexing, the tied projection);
+- `matmul`, `reshape`, `transpose`, `concatenate`, `softmax_float32`,
+  `slice_update`, `slice_rows` and `cast` are `keras.ops` on TensorFlow and
+  JAX (traced once per compiled function, so the checks cost nothing per
+  step) and the same torch functions on torch.
+
+The results are identical to the Keras calls (tested); only the per-call
+checks are skipped, so the functions are for inputs the decoding path builds
+itself, and for inference: no training flag is propagated (callers pass
+`training=False` or call no dropout at all). Layers under a mixed-precision
+policy (compute dtype != variable dtype), quantized or LoRA layers go
+through `layer(...)`, which does the autocasting and the rest.
+"""
+
+import keras
+from keras import ops
+from keras_hub.layers import ReversibleEmbedding
+
+
+def _torch():
+    return keras.config.backend() == "torch"
+
+
+def _plain(layer):
+    policy = layer.dtype_policy
+    return (
+        layer.built
+        and policy.compute_dtype == policy.variable_dtype
+        and getattr(layer, "quantization_mode", None) is None
+        and not getattr(layer, "lora_enabled", False)
+    )
+
+
+def _torch_dense(layer, x):
+    outputs = x @ layer.kernel.value
+    if layer.bias is not None:
+        outputs = outputs + layer.bias.value
+    return layer.activation(outputs)
+
+
+def _torch_layer_norm(layer, x):
+    import torch
+
+    axes = [layer.axis] if isinstance(layer.axis, int) else list(layer.axis)
+    if layer.rms_scaling or axes not in ([-1], [x.ndim - 1]):
+        return None
+    if x.dtype != torch.float32:
+        return None  # Keras normalizes half precision in float32
+    width = x.shape[-1]
+    gamma = layer.gamma.value if layer.gamma is not None else None
+    beta = layer.beta.value if layer.beta is not None else None
+    return torch.nn.functional.layer_norm(x, (width,), gamma, beta, layer.epsilon)
+
+
+def _torch_embedding(layer, ids):
+    import torch
+
+    if ids.dtype not in (torch.int32, torch.int64):
+        return None
+    return layer.embeddings.value[ids]
+
+
+def _torch_reversible_embedding(layer, x, reverse=False):
+    if not reverse:
+        return None if layer.mask_zero else _torch_embedding(layer, x)
+    if not layer.tie_weights or layer.reverse_dtype is not None:
+        return None
+    if layer.logit_soft_cap is not None:
+        return None
+    return x @ layer.embeddings.value.T
+
+
+def _torch_call(layer, args, kwargs):
+    """The torch function `layer.call` reaches, or None where not covered."""
+    import torch
+
+    if not args or not isinstance(args[0], torch.Tensor):
+        return None  # e.g. NumPy input: `layer.call` converts it
+    kind = type(layer)
+    if kind is ReversibleEmbedding and len(args) == 1 and set(kwargs) <= {"reverse"}:
+        return _torch_reversible_embedding(layer, args[0], **kwargs)
+    if kwargs or len(args) != 1:
+        return None
+    if kind is keras.layers.Dense:
+        return _torch_dense(layer, args[0])
+    if kind is keras.layers.LayerNormalization:
+        return _torch_layer_norm(layer, args[0])
+    if kind is keras.layers.Embedding:
+        return _torch_embedding(layer, args[0])
+    return None
 
 
 def call_layer(layer, *args, **kwargs):
     """`layer(*args, **kwargs)` for the cached decoding path, run directly.
 
-    Keras' `Layer.__call__` binds arguments, flattens structures, opens name
-    and autocast scopes and resolves the training flag: on the eager torch
-    backend that costs about 0.1-0.3 ms per call, more than the arithmetic
-    of a whole decoding step at small sizes (about 60 layer calls per step).
     For a built layer whose variables need no autocasting (compute dtype ==
-    variable dtype), `layer.call` computes exactly the same thing; under a
-    mixed-precision policy this falls back to `__call__`.
+    variable dtype), not quantized and without LoRA, `layer.call` (or, on
+    torch, the torch function it reaches) computes exactly what `layer(...)`
+    does; otherwise this falls back to `__call__`.
 
     Only for inference paths: the training flag is not propagated, so
     callers pass `training=False` (or call no dropout at all).
     """
-    policy = layer.dtype_policy
-    if layer.built and policy.compute_dtype == policy.variable_dtype:
-        return layer.call(*args, **kwargs)
-    return layer(*args, **kwargs)
+    if not _plain(layer):
+        return layer(*args, **kwargs)
+    if _torch():
+        outputs = _torch_call(layer, args, kwargs)
+        if outputs is not None:
+            return outputs
+    return layer.call(*args, **kwargs)
+
+
+def matmul(x, y):
+    return x @ y if _torch() else ops.matmul(x, y)
+
+
+def reshape(x, shape):
+    return x.reshape(shape) if _torch() else ops.reshape(x, shape)
+
+
+def transpose(x, axes):
+    return x.permute(axes) if _torch() else ops.transpose(x, axes)
+
+
+def concatenate(xs, axis):
+    if _torch():
+        import torch
+
+        return torch.cat(xs, dim=axis)
+    return ops.concatenate(xs, axis=axis)
+
+
+def cast(x, dtype):
+    """`ops.cast`, and `x` itself when it already has that dtype."""
+    if keras.backend.standardize_dtype(x.dtype) == keras.backend.standardize_dtype(
+        dtype
+    ):
+        return x
+    return ops.cast(x, dtype)
+
+
+def softmax_float32(x, axis=-1):
+    """Softmax computed in float32, returned in the dtype of `x`."""
+    if _torch():
+        import torch
+
+        return torch.softmax(x, dim=axis, dtype=torch.float32).to(x.dtype)
+    return ops.cast(ops.softmax(ops.cast(x, "float32"), axis=axis), x.dtype)
+
+
+def slice_update(x, axis, start, update, in_place=False):
+    """`x` with `update` written from `start` along `axis`.
+
+    `start` may be a Python int or a scalar tensor; `update` has the shape
+    of `x` except along `axis`. The result is a copy, except on torch with
+    `in_place=True` outside autograd (`torch.no_grad()`, as generation
+    runs): there `x` itself is written and returned, which saves copying a
+    whole decoding cache per layer and step. XLA (JAX, TensorFlow) updates
+    loop-carried buffers in place by itself.
+    """
+    if _torch():
+        import torch
+
+        update = update.to(x.dtype)
+        if not (in_place and not torch.is_grad_enabled()):
+            x = x.clone()
+        if isinstance(start, int) or (
+            isinstance(start, torch.Tensor) and start.device.type == "cpu"
+        ):
+            x.narrow(axis, int(start), update.shape[axis]).copy_(update)
+        else:  # no host sync for a device scalar
+            index = start + torch.arange(update.shape[axis], device=x.device)
+            x.index_copy_(axis, index, update)
+        return x
+    starts = [0] * len(x.shape)
+    starts[axis] = start
+    return ops.slice_update(x, starts, ops.cast(update, x.dtype))
+
+
+def slice_rows(x, axis, start, size):
+    """`size` entries of `x` along `axis` from `start` (int or scalar tensor)."""
+    if _torch():
+        import torch
+
+        if isinstance(start, int) or (
+            isinstance(start, torch.Tensor) and start.device.type == "cpu"
+        ):
+            return x.narrow(axis, int(start), size)
+        index = start + torch.arange(size, device=x.device)
+        return x.index_select(axis, index)
+    starts = [0] * len(x.shape)
+    starts[axis] = start
+    sizes = list(ops.shape(x))
+    sizes[axis] = size
+    return ops.slice(x, starts, sizes)

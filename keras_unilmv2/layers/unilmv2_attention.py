@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_unilmv2.layers import direct_call as fast
 from keras_unilmv2.layers.direct_call import call_layer
 
 
@@ -21,10 +22,6 @@ def _fused_attention_supported(dtype):
     import jax
 
     return jax.default_backend() != "cpu"
-
-
-def _call(layer, *args, **kwargs):
-    return layer(*args, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -71,6 +68,10 @@ class UniLMv2Attention(keras.layers.Layer):
             `[batch, num_heads, length, context_length]`.
         training: bool, dropout switch. The cached path (a `cache` or a
             `context`) is for inference: it applies no dropout.
+        in_place: bool, on torch outside autograd, write the new keys and
+            values into the given cache's buffers instead of copies (the
+            caller must not need the old cache; generation does not). JAX
+            and TensorFlow ignore it (XLA updates loop buffers in place).
 
     Returns:
         The attention output `[batch, length, hidden_dim]`, and the updated
@@ -134,54 +135,39 @@ class UniLMv2Attention(keras.layers.Layer):
         context=None,
         context_bias=None,
         training=None,
+        in_place=False,
     ):
-        # The cached (decoding) path is inference only: its sublayers run
-        # without Keras' per-call overhead, see `call_layer`.
-        decoding = cache is not None or context is not None
-        run = call_layer if decoding else _call
-        query = self._split_heads(run(self.query_dense, hidden_states))
-        key = self._split_heads(run(self.key_dense, hidden_states))
-        value = self._split_heads(run(self.value_dense, hidden_states))
-        if attention_bias is not None:
-            attention_bias = ops.cast(attention_bias, self.compute_dtype)
-        if cache is None and context is None:
-            attended = self._attend(query, key, value, attention_bias, training)
-        else:
-            if cache is not None and cache_update_index is None:
-                raise ValueError(
-                    "`cache_update_index` is required when a `cache` is given."
-                )
-            if context_bias is not None:
-                context_bias = ops.cast(context_bias, self.compute_dtype)
-            attended, cache = self._attend_cached(
-                query,
-                key,
-                value,
+        if cache is not None or context is not None:
+            return self._decode(
+                hidden_states,
                 attention_bias,
                 cache,
                 cache_update_index,
                 context,
                 context_bias,
+                in_place,
             )
+        query = self._split_heads(self.query_dense(hidden_states))
+        key = self._split_heads(self.key_dense(hidden_states))
+        value = self._split_heads(self.value_dense(hidden_states))
+        if attention_bias is not None:
+            attention_bias = ops.cast(attention_bias, self.compute_dtype)
+        attended = self._attend(query, key, value, attention_bias, training)
         shape = ops.shape(attended)
         attended = ops.reshape(
             attended, (shape[0], shape[1], self.num_heads * self.key_dim)
         )
-        output = run(self.output_dense, attended)
-        if cache is not None:
-            return output, cache
-        return output
+        return self.output_dense(attended)
 
-    def _attend_cached(
+    def _decode(
         self,
-        query,
-        key,
-        value,
+        hidden_states,
         bias,
         cache,
         cache_update_index,
         context,
         context_bias,
+        in_place,
     ):
         """Attention of new queries over `[context | cache]` (inference).
 
@@ -192,34 +178,36 @@ class UniLMv2Attention(keras.layers.Layer):
         concatenated: their scores share one softmax and each set's values
         are weighted separately. Queries are grouped by context row, so a
         context shared by `g` beams is read once per example.
+
+        Sublayers and tensor ops run without Keras' per-call overhead (see
+        `keras_unilmv2.layers.direct_call`): on eager torch it dominates a
+        decoding step.
         """
-        key = ops.transpose(key, (0, 2, 3, 1))  # [batch, heads, dim, new]
-        value = ops.transpose(value, (0, 2, 1, 3))  # [batch, heads, new, dim]
+        if cache is not None and cache_update_index is None:
+            raise ValueError("`cache_update_index` is required when a `cache` is given.")
+        batch, length = ops.shape(hidden_states)[:2]
+        heads, dim = self.num_heads, self.key_dim
+
+        def project(dense, axes):
+            x = fast.reshape(call_layer(dense, hidden_states), (batch, length, heads, dim))
+            return fast.transpose(x, axes)
+
+        query = project(self.query_dense, (0, 2, 1, 3))  # [batch, heads, new, dim]
+        key = project(self.key_dense, (0, 2, 3, 1))  # [batch, heads, dim, new]
+        value = project(self.value_dense, (0, 2, 1, 3))  # [batch, heads, new, dim]
         if cache is not None:
-            key_cache, value_cache = cache
             # In place under XLA: the cache is a loop-carried buffer.
-            key = ops.slice_update(
-                key_cache,
-                [0, 0, 0, cache_update_index],
-                ops.cast(key, key_cache.dtype),
-            )
-            value = ops.slice_update(
-                value_cache,
-                [0, 0, cache_update_index, 0],
-                ops.cast(value, value_cache.dtype),
-            )
+            key = fast.slice_update(cache[0], 3, cache_update_index, key, in_place)
+            value = fast.slice_update(cache[1], 2, cache_update_index, value, in_place)
             cache = (key, value)
-        scale = ops.cast(1.0 / math.sqrt(self.key_dim), query.dtype)
-        query = ops.transpose(query, (0, 2, 1, 3)) * scale  # [b, h, new, d]
-        scores = ops.matmul(query, key)
+        query = query * (1.0 / math.sqrt(dim))  # a weak scalar: keeps the dtype
+        scores = fast.matmul(query, key)
         if bias is not None:
-            scores = scores + bias
+            scores = scores + fast.cast(bias, scores.dtype)
         if context is not None:
             context_key, context_value = context
-            batch, heads, length, dim = ops.shape(query)
             context_batch = ops.shape(context_key)[0]
             context_length = ops.shape(context_key)[3]
-
             # With one query row per context row (greedy decoding, static
             # shapes) the grouping is the identity.
             grouped = not (
@@ -231,29 +219,35 @@ class UniLMv2Attention(keras.layers.Layer):
             def to_groups(x):  # [b * g, h, new, n] -> [b, h, g * new, n]
                 if not grouped:
                     return x
-                x = ops.reshape(x, (context_batch, -1, heads, length, x.shape[-1]))
-                x = ops.transpose(x, (0, 2, 1, 3, 4))
-                return ops.reshape(x, (context_batch, heads, -1, x.shape[-1]))
+                x = fast.reshape(x, (context_batch, -1, heads, length, x.shape[-1]))
+                x = fast.transpose(x, (0, 2, 1, 3, 4))
+                return fast.reshape(x, (context_batch, heads, -1, x.shape[-1]))
 
             def from_groups(x):  # [b, h, g * new, n] -> [b * g, h, new, n]
                 if not grouped:
                     return x
-                x = ops.reshape(x, (context_batch, heads, -1, length, x.shape[-1]))
-                x = ops.transpose(x, (0, 2, 1, 3, 4))
-                return ops.reshape(x, (batch, heads, length, x.shape[-1]))
+                x = fast.reshape(x, (context_batch, heads, -1, length, x.shape[-1]))
+                x = fast.transpose(x, (0, 2, 1, 3, 4))
+                return fast.reshape(x, (batch, heads, length, x.shape[-1]))
 
-            context_scores = from_groups(ops.matmul(to_groups(query), context_key))
+            context_scores = from_groups(fast.matmul(to_groups(query), context_key))
             if context_bias is not None:
-                context_scores = context_scores + context_bias
-            scores = ops.concatenate([context_scores, scores], axis=-1)
-        probs = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), query.dtype)
+                context_scores = context_scores + fast.cast(
+                    context_bias, context_scores.dtype
+                )
+            scores = fast.concatenate([context_scores, scores], axis=-1)
+        probs = fast.softmax_float32(scores)
         if context is None:
-            output = ops.matmul(probs, value)
+            output = fast.matmul(probs, value)
         else:
             context_probs = to_groups(probs[..., :context_length])
-            output = from_groups(ops.matmul(context_probs, context_value))
-            output = output + ops.matmul(probs[..., context_length:], value)
-        return ops.transpose(output, (0, 2, 1, 3)), cache
+            output = from_groups(fast.matmul(context_probs, context_value))
+            output = output + fast.matmul(probs[..., context_length:], value)
+        output = fast.reshape(fast.transpose(output, (0, 2, 1, 3)), (batch, length, heads * dim))
+        output = call_layer(self.output_dense, output)
+        if cache is not None:
+            return output, cache
+        return output
 
     def _attend(self, query, key, value, bias, training):
         scale = 1.0 / math.sqrt(self.key_dim)

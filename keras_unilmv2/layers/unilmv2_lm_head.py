@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_unilmv2.layers import direct_call as fast
 from keras_unilmv2.layers.direct_call import call_layer
 
 
@@ -81,8 +82,8 @@ class UniLMv2LMHead(keras.layers.Layer):
         # mixed policy the tied projection comes back in float32 here;
         # return the compute dtype, as every other layer does (losses cast
         # to float32 themselves).
-        logits = ops.cast(logits, self.compute_dtype)
-        return logits + ops.cast(self.output_bias, self.compute_dtype)
+        logits = fast.cast(logits, self.compute_dtype)
+        return logits + fast.cast(self.output_bias.value, self.compute_dtype)
 
     def compute_output_shape(self, hidden_states_shape, positions_shape=None):
         length = hidden_states_shape[1]

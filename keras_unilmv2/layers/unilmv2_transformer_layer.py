@@ -31,6 +31,8 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
             dropout).
         context, context_bias: read-only keys/values of earlier slots (the
             source during generation) and their bias, see `UniLMv2Attention`.
+        in_place: bool, update the cache's buffers in place on torch, see
+            `UniLMv2Attention`.
         training: bool.
 
     Example:
@@ -115,6 +117,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         context=None,
         context_bias=None,
         training=None,
+        in_place=False,
     ):
         if cache is not None or context is not None:
             return self._decode(
@@ -124,6 +127,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
                 cache_update_index,
                 context,
                 context_bias,
+                in_place,
             )
         attended = self.self_attention(
             hidden_states, attention_bias=attention_bias, training=training
@@ -143,6 +147,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         cache_update_index,
         context,
         context_bias,
+        in_place,
     ):
         """The cached path (inference: no dropout, direct sublayer calls)."""
         attended = call_layer(
@@ -153,6 +158,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
             cache_update_index=cache_update_index,
             context=context,
             context_bias=context_bias,
+            in_place=in_place,
         )
         if cache is not None:
             attended, cache = attended

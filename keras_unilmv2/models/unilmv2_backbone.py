@@ -479,6 +479,34 @@ class UniLMv2Backbone(PresetMixin, Backbone):
             for _ in range(self.num_layers)
         )
 
+    def decoding_bias(self, query_positions, key_positions, visible):
+        """The additive attention bias of `call_with_cache`, computed ahead.
+
+        `visibility -> 0 / -10000` plus the relative-position bias of the
+        query and key positions: what `call_with_cache` computes from its
+        `attention_mask` and position ids. A decoder whose positions and
+        visibility are known for the whole generation computes the bias of
+        every step at once with this (one pass instead of one per step),
+        then passes each step's rows as `attention_bias`.
+
+        Args:
+            query_positions: int `[batch, query_length]`.
+            key_positions: int `[batch, key_length]`.
+            visible: bool, broadcastable to `[batch, query_length,
+                key_length]`.
+
+        Returns:
+            `[batch, num_heads, query_length, key_length]` in the compute
+            dtype (`[batch, 1, query_length, key_length]` without a
+            relative-position bias).
+        """
+        bias = visibility_to_bias(visible, self.compute_dtype)
+        if self.relative_position_bias is not None:
+            bias = bias + call_layer(
+                self.relative_position_bias, query_positions, key_positions
+            )
+        return bias
+
     def call_with_cache(
         self,
         token_ids,
@@ -489,6 +517,8 @@ class UniLMv2Backbone(PresetMixin, Backbone):
         cache,
         cache_update_index,
         context=None,
+        attention_bias=None,
+        in_place=False,
     ):
         """Encodes new slots against a key/value cache of earlier slots.
 
@@ -506,54 +536,68 @@ class UniLMv2Backbone(PresetMixin, Backbone):
             segment_ids: int `[batch, new_length]`.
             position_ids: int `[batch, new_length]`, positions of the new slots.
             key_position_ids: int `[batch, max_length]`, positions of all
-                cache slots (for the relative bias).
+                cache slots (for the relative bias). Unused (may be None)
+                with `attention_bias`.
             attention_mask: `[batch, new_length, max_length]` visibility of
-                cache slots for the new queries.
+                cache slots for the new queries. Unused (may be None) with
+                `attention_bias`.
             cache: from `build_cache` (or a previous call).
             cache_update_index: int or scalar tensor, slot of the first new
                 token.
             context: optional dict with `"cache"` (the keys/values returned
-                by an earlier call, never modified), `"position_ids"`
-                (`[context_batch, context_length]`) and `"padding_mask"`
-                (`[context_batch, context_length]`, the context slots every
-                new query sees). `context_batch` may divide `batch`: rows
+                by an earlier call, never modified), and either `"bias"`
+                (the new queries' additive bias over the context slots,
+                `[batch, num_heads, new_length, context_length]`, e.g. from
+                `decoding_bias`) or `"position_ids"` (`[context_batch,
+                context_length]`) and `"padding_mask"` (`[context_batch,
+                context_length]`, the context slots every new query sees).
+                `context_batch` may divide `batch`: rows
                 `i * g ... i * g + g - 1` of the new tokens (e.g. the `g`
                 beams of example `i`) share context row `i`.
+            attention_bias: optional `[batch, num_heads, new_length,
+                max_length]` additive bias over the cache slots
+                (`decoding_bias`), replacing the one computed from
+                `attention_mask` and the position ids.
+            in_place: bool. On torch outside autograd (`torch.no_grad()`),
+                write the new slots into `cache`'s own buffers and return
+                them, instead of copies: a decoding loop that never reuses
+                an old cache saves a copy of the whole cache per layer and
+                step. JAX and TensorFlow ignore it (XLA updates loop-carried
+                buffers in place); with autograd on, torch copies.
 
         Returns:
             `(sequence_output [batch, new_length, hidden_dim], cache)`.
         """
-        # Inference only: sublayers run without Keras' per-call overhead
-        # (`call_layer`), which dominates an eager torch decoding step.
-        x = call_layer(
-            self.embeddings_add,
-            [
-                call_layer(self.token_embedding, token_ids),
-                call_layer(self.position_embedding, position_ids),
-                call_layer(self.segment_embedding, segment_ids),
-            ],
+        # Inference only: sublayers and ops run without Keras' per-call
+        # overhead (`keras_unilmv2.layers.direct_call`), which dominates an
+        # eager torch decoding step. The sum is the order `embeddings_add`
+        # uses.
+        x = (
+            call_layer(self.token_embedding, token_ids)
+            + call_layer(self.position_embedding, position_ids)
+            + call_layer(self.segment_embedding, segment_ids)
         )
         x = call_layer(self.embeddings_layer_norm, x)
-        bias = visibility_to_bias(attention_mask, self.compute_dtype)
-        if self.relative_position_bias is not None:
-            bias = bias + call_layer(
-                self.relative_position_bias, position_ids, key_position_ids
+        if attention_bias is not None:
+            attention_bias = ops.convert_to_tensor(attention_bias)
+        else:
+            attention_bias = self.decoding_bias(
+                position_ids, key_position_ids, attention_mask
             )
         context_caches = [None] * self.num_layers
         context_bias = None
         if context is not None:
             context_caches = context["cache"]
-            context_positions = context["position_ids"]
-            context_visible = ops.cast(context["padding_mask"], "bool")
-            batch = ops.shape(token_ids)[0]
-            context_positions = repeat_to_batch(context_positions, batch)
-            context_visible = repeat_to_batch(context_visible, batch)
-            context_bias = visibility_to_bias(
-                context_visible[:, None, :], self.compute_dtype
-            )
-            if self.relative_position_bias is not None:
-                context_bias = context_bias + call_layer(
-                    self.relative_position_bias, position_ids, context_positions
+            context_bias = context.get("bias")
+            if context_bias is not None:
+                context_bias = ops.convert_to_tensor(context_bias)
+            else:
+                batch = ops.shape(token_ids)[0]
+                context_visible = ops.cast(context["padding_mask"], "bool")
+                context_bias = self.decoding_bias(
+                    position_ids,
+                    repeat_to_batch(context["position_ids"], batch),
+                    repeat_to_batch(context_visible, batch)[:, None, :],
                 )
         caches = []
         for layer, layer_cache, layer_context in zip(
@@ -562,11 +606,12 @@ class UniLMv2Backbone(PresetMixin, Backbone):
             x, layer_cache = call_layer(
                 layer,
                 x,
-                attention_bias=bias,
+                attention_bias=attention_bias,
                 cache=layer_cache,
                 cache_update_index=cache_update_index,
                 context=layer_context,
                 context_bias=context_bias,
+                in_place=in_place,
             )
             caches.append(layer_cache)
         return x, tuple(caches)

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 from keras_hub.models import Seq2SeqLM
 
+from keras_unilmv2.layers import direct_call as fast
 from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_backbone import repeat_to_batch
@@ -223,11 +224,29 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         )
 
     def make_generate_function(self):
-        """The compiled generation function (XLA on TensorFlow too, see
-        `compile`)."""
+        """The generation function: compiled with XLA on TensorFlow too (see
+        `compile`), run under `torch.inference_mode()` on torch.
+
+        keras-hub runs torch generation under `torch.no_grad()`; inference
+        mode also skips autograd's per-tensor bookkeeping (version counters,
+        views), a measurable share of an eager decoding step. The returned
+        tensors are inference tensors: convert them (as `generate` does)
+        before modifying them in place outside inference mode.
+        """
+        if self.generate_function is not None:
+            return self.generate_function
+        backend = keras.config.backend()
+        if backend == "torch":
+            import torch
+
+            def generate_function(inputs, stop_token_ids=None):
+                with torch.inference_mode():
+                    return self.generate_step(inputs, stop_token_ids)
+
+            self.generate_function = generate_function
+            return self.generate_function
         if (
-            self.generate_function is None
-            and keras.config.backend() == "tensorflow"
+            backend == "tensorflow"
             and not self.run_eagerly
             and getattr(self, "_jit_generate", True)
         ):
@@ -254,14 +273,18 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         """Encodes the source once; returns `(context, cache)`.
 
         `context["source"]` holds the source's keys and values in every
-        layer, its position ids and padding mask (the backbone's
-        `call_with_cache` context), `context["target_positions"]` the
-        position of every target slot; decoding steps read it and never
-        write it, and rows of a beam search share their example's context
-        row (no per-beam copy, no reordering). `cache` is the empty target
-        cache, `target_length + 1` slots: slot 0 is a never-visible dummy,
-        target slot `t` has position `n_s + t - 1` (n_s = the real source
-        length), so the `[MASK]` predicting the first token sits at `n_s`.
+        layer, `context["target_positions"]` the position of every target
+        slot, and `context["target_bias"]` / `context["source_bias"]` the
+        attention bias of every target slot over the target and the source
+        slots (visibility plus relative positions, computed here once for
+        the whole generation; a step reads its two rows). Decoding steps
+        read the context and never write it, and rows of a beam search
+        share their example's context row (no per-beam copy, no
+        reordering). `cache` is the empty target cache, `target_length + 1`
+        slots: slot 0 is a never-visible dummy, target slot `t` has position
+        `n_s + t - 1` (n_s = the real source length), so the `[MASK]`
+        predicting the first token sits at `n_s`; slot `t` sees target slots
+        `1..t` and the real source.
         """
         _, source_type, _ = self._special_ids()
         batch = ops.shape(encoder_token_ids)[0]
@@ -283,20 +306,22 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             0,
         )
         num_source = ops.sum(ops.cast(source_valid, "int32"), axis=1)
-        target_slots = ops.arange(target_length + 1, dtype="int32")
+        slots = ops.arange(target_length + 1, dtype="int32")
+        target_positions = ops.maximum(num_source[:, None] + slots[None, :] - 1, 0)
+        causal = ops.logical_and(slots[None, :] > 0, slots[None, :] <= slots[:, None])
         context = {
-            "source": {
-                "cache": source_cache,
-                "position_ids": source_positions,
-                "padding_mask": source_valid,
-            },
-            "target_positions": ops.maximum(
-                num_source[:, None] + target_slots[None, :] - 1, 0
+            "source": {"cache": source_cache},
+            "target_positions": target_positions,
+            "target_bias": self.backbone.decoding_bias(
+                target_positions, target_positions, causal[None, :, :]
+            ),
+            "source_bias": self.backbone.decoding_bias(
+                target_positions, source_positions, source_valid[:, None, :]
             ),
         }
         return context, self.backbone.build_cache(batch, target_length + 1)
 
-    def call_with_cache(self, token_ids, cache, index, context):
+    def call_with_cache(self, token_ids, cache, index, context, in_place=False):
         """One decoding step: `[token at slot index-1, [MASK] at slot index]`.
 
         Args:
@@ -307,6 +332,9 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             cache: the target cache from `_build_cache` or the previous step.
             index: int or scalar tensor, the slot of the `[MASK]`.
             context: the encoded source from `_build_cache`.
+            in_place: bool, on torch under `torch.no_grad()`, write the step
+                into `cache`'s buffers instead of a copy (see
+                `UniLMv2Backbone.call_with_cache`); generation does.
 
         Returns:
             `(logits [batch, vocabulary], hidden [batch, hidden_dim], cache)`,
@@ -314,32 +342,26 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         """
         mask_id, _, target_type = self._special_ids()
         batch = ops.shape(token_ids)[0]
-        slots = ops.shape(token_ids)[1]
-        target_positions = repeat_to_batch(context["target_positions"], batch)
-        previous = ops.slice(token_ids, [0, index - 1], [batch, 1])
-        step_ids = ops.concatenate(
-            [
-                ops.cast(previous, "int32"),
-                ops.full((batch, 1), mask_id, dtype="int32"),
-            ],
-            axis=1,
-        )
-        target_slots = ops.arange(slots, dtype="int32")
-        query_slots = index - 1 + ops.arange(2, dtype="int32")
-        positions = ops.take(target_positions, query_slots, axis=1)
-        # Slot 0 is never visible; slot t sees target slots 1..t.
-        causal = ops.logical_and(
-            target_slots[None, :] > 0, target_slots[None, :] <= query_slots[:, None]
+        start = index - 1
+
+        def step_rows(x, axis):  # the two query slots' rows, one per beam
+            return repeat_to_batch(fast.slice_rows(x, axis, start, 2), batch)
+
+        previous = fast.cast(fast.slice_rows(token_ids, 1, start, 1), "int32")
+        step_ids = fast.concatenate(
+            [previous, ops.full((batch, 1), mask_id, dtype="int32")], axis=1
         )
         hidden, cache = self.backbone.call_with_cache(
             step_ids,
             ops.full((batch, 2), target_type, dtype="int32"),
-            positions,
-            target_positions,
-            ops.broadcast_to(causal[None, :, :], (batch, 2, slots)),
+            step_rows(context["target_positions"], 1),
+            None,
+            None,
             cache,
-            index - 1,
-            context=context["source"],
+            start,
+            context=dict(context["source"], bias=step_rows(context["source_bias"], 2)),
+            attention_bias=step_rows(context["target_bias"], 2),
+            in_place=in_place,
         )
         logits = call_layer(self.backbone.lm_head, hidden[:, 1:, :])[:, 0, :]
         return logits, hidden[:, 1, :], cache
@@ -374,7 +396,8 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         def next(prompt, cache, index):
             # The source is a closure constant, outside the loop state: the
             # samplers neither carry nor reorder it (beams share it).
-            return self.call_with_cache(prompt, cache, index, context)
+            # The cache is this loop's own: steps update it in place (torch).
+            return self.call_with_cache(prompt, cache, index, context, in_place=True)
 
         decoder_token_ids = self.sampler(
             next=next,

@@ -254,6 +254,46 @@ def test_cached_encoding_equals_full_forward():
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)
 
 
+def test_precomputed_decoding_bias_equals_masks():
+    """`decoding_bias` rows passed as `attention_bias` / context `"bias"`
+    give what the masks and positions give (and the full forward pass)."""
+    backbone, inputs, causal, positions, full = _causal_case()
+    _, prefix = backbone.call_with_cache(
+        inputs["token_ids"][:, :3],
+        inputs["segment_ids"][:, :3],
+        positions[:, :3],
+        None,
+        None,
+        backbone.build_cache(2, 3),
+        0,
+        attention_bias=backbone.decoding_bias(
+            positions[:, :3], positions[:, :3], causal[:, :3, :3]
+        ),
+    )
+    target_bias = backbone.decoding_bias(positions[:, 3:], positions[:, 3:], causal[:, 3:, 3:])
+    context_bias = backbone.decoding_bias(
+        positions[:, 3:], positions[:, :3], np.ones((2, 1, 3), bool)
+    )
+    assert tuple(target_bias.shape) == (2, 4, 5, 5)
+    cache = backbone.build_cache(2, 5)
+    outputs = []
+    for start, stop in ((3, 5), (5, 6), (6, 8)):
+        rows = slice(start - 3, stop - 3)
+        out, cache = backbone.call_with_cache(
+            inputs["token_ids"][:, start:stop],
+            inputs["segment_ids"][:, start:stop],
+            positions[:, start:stop],
+            None,
+            None,
+            cache,
+            start - 3,
+            context={"cache": prefix, "bias": context_bias[:, :, rows]},
+            attention_bias=target_bias[:, :, rows],
+        )
+        outputs.append(to_numpy(out))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full[:, 3:], atol=1e-5)
+
+
 def test_cached_encoding_with_shared_context_equals_full_forward():
     """A prefix encoded once as a read-only context, shared by g rows each."""
     backbone, inputs, causal, positions, full = _causal_case()

@@ -516,6 +516,50 @@ def test_cached_generation_equals_recomputation(random_task):
     np.testing.assert_array_equal(ids[:, 1:], full_tokens)
 
 
+def test_decoding_step_copies_its_cache_unless_in_place(random_task):
+    """`call_with_cache` leaves the given cache as it was; `in_place=True`
+    (what generation passes) writes it on torch, with the same results."""
+    texts = ["she walks", "he reads a book"]
+    inputs = _to_tensors(random_task.preprocessor.generate_preprocess(texts, sequence_length=4))
+    context, cache = random_task._build_cache(
+        inputs["encoder_token_ids"], inputs["encoder_padding_mask"], 4
+    )
+    step = _compiled(random_task.call_with_cache)  # torch: under no_grad
+    prompt = keras.ops.convert_to_tensor(np.full((2, 5), 7, "int32"))
+    index = keras.ops.convert_to_tensor(2, "int32")
+    logits, _, copied = step(prompt, cache, index, context)
+    flat = keras.tree.flatten
+    for leaf in flat(cache):
+        np.testing.assert_array_equal(to_numpy(leaf), 0)
+    assert all(np.abs(to_numpy(leaf)).max() > 0 for leaf in flat(copied))
+    in_place_logits, _, written = step(prompt, cache, index, context, True)
+    np.testing.assert_array_equal(to_numpy(in_place_logits), to_numpy(logits))
+    for new, old, given in zip(flat(written), flat(copied), flat(cache)):
+        np.testing.assert_array_equal(to_numpy(new), to_numpy(old))
+        if keras.config.backend() == "torch":
+            assert new is given  # written into the given buffers
+        else:  # XLA updates in place by itself; the value stays functional
+            np.testing.assert_array_equal(to_numpy(given), 0)
+
+
+def test_torch_generation_runs_in_inference_mode(random_task):
+    if keras.config.backend() != "torch":
+        pytest.skip("torch only: JAX and TensorFlow compile generation (tested above)")
+    import torch
+
+    modes = []
+    original = random_task.generate_step
+
+    def generate_step(*args, **kwargs):
+        modes.append(torch.is_inference_mode_enabled())
+        return original(*args, **kwargs)
+
+    random_task.generate_step = generate_step
+    random_task.compile(sampler="greedy")
+    ids, _ = _generate_ids(random_task, ["she walks"], 4)
+    assert modes == [True] and ids[:, 1:].any()
+
+
 def test_batch_with_sources_of_different_lengths(random_task):
     texts = ["she walks", "the dog ran to the park and saw a big red ball .", "he reads"]
     random_task.compile(sampler="greedy")
