@@ -24,6 +24,21 @@ def _fused_attention_supported(dtype):
     return jax.default_backend() != "cpu"
 
 
+def _select_queries(hidden_states, bias, positions):
+    """The query rows at `positions` `[batch, rows]`, and their bias rows."""
+    positions = ops.cast(positions, "int32")
+    queries = ops.take_along_axis(hidden_states, positions[:, :, None], axis=1)
+    if bias is not None and bias.shape[2] != 1:  # else shared by all queries
+        batch, rows = ops.shape(positions)
+        length = ops.shape(hidden_states)[1]
+        _, heads, _, keys = ops.shape(bias)
+        # (A query dimension of 1 only known at run time broadcasts here.)
+        bias = ops.broadcast_to(bias, (batch, heads, length, keys))
+        index = ops.broadcast_to(positions[:, None, :, None], (batch, heads, rows, keys))
+        bias = ops.take_along_axis(bias, index, axis=2)
+    return queries, bias
+
+
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
 class UniLMv2Attention(keras.layers.Layer):
     """UniLMv2 self-attention: `softmax(QK^T / sqrt(d) + bias) V`.
@@ -68,6 +83,10 @@ class UniLMv2Attention(keras.layers.Layer):
             `[batch, num_heads, length, context_length]`.
         training: bool, dropout switch. The cached path (a `cache` or a
             `context`) is for inference: it applies no dropout.
+        output_positions: optional int `[batch, rows]`: compute the
+            output only at these slots (their queries attend over every
+            slot); the result is `[batch, rows, hidden_dim]`. Not with a
+            cache or context.
         in_place: bool, on torch outside autograd, write the new keys and
             values into the given cache's buffers instead of copies (the
             caller must not need the old cache; generation does not). JAX
@@ -136,6 +155,7 @@ class UniLMv2Attention(keras.layers.Layer):
         context_bias=None,
         training=None,
         in_place=False,
+        output_positions=None,
     ):
         if cache is not None or context is not None:
             return self._decode(
@@ -147,11 +167,16 @@ class UniLMv2Attention(keras.layers.Layer):
                 context_bias,
                 in_place,
             )
-        query = self._split_heads(self.query_dense(hidden_states))
-        key = self._split_heads(self.key_dense(hidden_states))
-        value = self._split_heads(self.value_dense(hidden_states))
+        queries = hidden_states
         if attention_bias is not None:
             attention_bias = ops.cast(attention_bias, self.compute_dtype)
+        if output_positions is not None:
+            queries, attention_bias = _select_queries(
+                hidden_states, attention_bias, output_positions
+            )
+        query = self._split_heads(self.query_dense(queries))
+        key = self._split_heads(self.key_dense(hidden_states))
+        value = self._split_heads(self.value_dense(hidden_states))
         attended = self._attend(query, key, value, attention_bias, training)
         shape = ops.shape(attended)
         attended = ops.reshape(
@@ -267,8 +292,14 @@ class UniLMv2Attention(keras.layers.Layer):
         probs = self.dropout_layer(ops.cast(probs, query.dtype), training=training)
         return ops.einsum("bhqk,bkhd->bqhd", probs, value)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_shape(self, hidden_states_shape, output_positions_shape=None):
+        if output_positions_shape is None:
+            return hidden_states_shape
+        return (
+            hidden_states_shape[0],
+            output_positions_shape[1],
+            hidden_states_shape[2],
+        )
 
     def get_config(self):
         config = super().get_config()

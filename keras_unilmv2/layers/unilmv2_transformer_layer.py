@@ -1,6 +1,7 @@
 """The post-LayerNorm UniLMv2 (BERT-style) transformer layer."""
 
 import keras
+from keras import ops
 
 from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.layers.unilmv2_attention import UniLMv2Attention
@@ -33,6 +34,10 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
             source during generation) and their bias, see `UniLMv2Attention`.
         in_place: bool, update the cache's buffers in place on torch, see
             `UniLMv2Attention`.
+        output_positions: optional int `[batch, rows]`: the block's output
+            only at these slots, `[batch, rows, hidden_dim]` (queries,
+            residuals and feed-forward for those rows; keys and values from
+            every slot). Not with a cache or context.
         training: bool.
 
     Example:
@@ -118,6 +123,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         context_bias=None,
         training=None,
         in_place=False,
+        output_positions=None,
     ):
         if cache is not None or context is not None:
             return self._decode(
@@ -130,8 +136,15 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
                 in_place,
             )
         attended = self.self_attention(
-            hidden_states, attention_bias=attention_bias, training=training
+            hidden_states,
+            attention_bias=attention_bias,
+            training=training,
+            output_positions=output_positions,
         )
+        if output_positions is not None:
+            hidden_states = ops.take_along_axis(
+                hidden_states, ops.cast(output_positions, "int32")[:, :, None], axis=1
+            )
         attended = self.self_attention_dropout(attended, training=training)
         x = self.self_attention_layer_norm(hidden_states + attended)
         ffn = self.feedforward_intermediate_dense(x)
@@ -170,8 +183,14 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
             return outputs, cache
         return outputs
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_shape(self, hidden_states_shape, output_positions_shape=None):
+        if output_positions_shape is None:
+            return hidden_states_shape
+        return (
+            hidden_states_shape[0],
+            output_positions_shape[1],
+            hidden_states_shape[2],
+        )
 
     def get_config(self):
         config = super().get_config()

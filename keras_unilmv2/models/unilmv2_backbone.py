@@ -267,26 +267,14 @@ class UniLMv2Backbone(PresetMixin, Backbone):
         attention_mask_input = keras.Input(
             (None, None), dtype="int32", name="attention_mask", optional=True
         )
-        position_ids = self.position_ids_layer(token_id_input, position_id_input)
-        x = self.embeddings_add(
-            (
-                self.token_embedding(token_id_input),
-                self.position_embedding(position_ids),
-                self.segment_embedding(segment_id_input),
-            )
+        sequence_output = self._encode(
+            token_id_input,
+            segment_id_input,
+            padding_mask_input,
+            position_id_input,
+            attention_mask_input,
         )
-        x = self.embeddings_layer_norm(x)
-        x = self.embeddings_dropout(x)
-        relative_bias = None
-        if self.relative_position_bias is not None:
-            relative_bias = self.relative_position_bias(position_ids)
-        bias = self.attention_bias(
-            padding_mask_input, attention_mask_input, relative_bias
-        )
-        for layer in self.transformer_layers:
-            x = layer(x, attention_bias=bias)
-        sequence_output = x
-        pooled_output = self.pooled_dense(x[:, 0, :])
+        pooled_output = self.pooled_dense(sequence_output[:, 0, :])
         super().__init__(
             inputs={
                 "token_ids": token_id_input,
@@ -325,6 +313,103 @@ class UniLMv2Backbone(PresetMixin, Backbone):
         self.max_relative_position = max_relative_position
         self.layer_norm_epsilon = layer_norm_epsilon
         self.dropout = dropout
+
+    def _encode(
+        self,
+        token_ids,
+        segment_ids,
+        padding_mask,
+        position_ids=None,
+        attention_mask=None,
+        output_positions=None,
+        training=None,
+    ):
+        position_ids = self.position_ids_layer(token_ids, position_ids)
+        x = self.embeddings_add(
+            (
+                self.token_embedding(token_ids),
+                self.position_embedding(position_ids),
+                self.segment_embedding(segment_ids),
+            )
+        )
+        x = self.embeddings_layer_norm(x)
+        x = self.embeddings_dropout(x, training=training)
+        relative_bias = None
+        if self.relative_position_bias is not None:
+            relative_bias = self.relative_position_bias(position_ids)
+        bias = self.attention_bias(padding_mask, attention_mask, relative_bias)
+        last = len(self.transformer_layers) - 1
+        for i, layer in enumerate(self.transformer_layers):
+            rows = output_positions if i == last else None
+            x = layer(x, attention_bias=bias, output_positions=rows, training=training)
+        return x
+
+    def encode(self, inputs, output_positions=None, training=None):
+        """The sequence output, optionally computed only at some slots.
+
+        `backbone.encode(inputs)` is `backbone(inputs)["sequence_output"]`.
+        With `output_positions` (int `[batch, rows]`) it returns the rows at
+        those slots, `[batch, rows, hidden_dim]`, and the last layer computes
+        queries, attention outputs and the feed-forward block only for them
+        (its keys and values still come from every slot): a task whose heads
+        read few slots skips the rest of the last layer's work. `UniLMv2PMLM`
+        scores about 2K of its N + 2K slots this way. The result equals the
+        full pass's rows (dropout aside: fewer rows draw fewer masks).
+
+        Call it on symbolic inputs to build a functional model, or on
+        tensors.
+
+        Args:
+            inputs: dict with the backbone's inputs: `"token_ids"`,
+                `"segment_ids"`, `"padding_mask"` and, optionally,
+                `"position_ids"` and `"attention_mask"`.
+            output_positions: optional int `[batch, rows]`, slots to return.
+            training: bool, dropout switch (when called on tensors).
+
+        Returns:
+            `[batch, length or rows, hidden_dim]`.
+
+        Example:
+        >>> backbone = UniLMv2Backbone(vocabulary_size=50, num_layers=2,
+        ...     num_heads=2, hidden_dim=8, intermediate_dim=16)
+        >>> inputs = {"token_ids": np.ones((1, 6), "int32"),
+        ...     "segment_ids": np.zeros((1, 6), "int32"),
+        ...     "padding_mask": np.ones((1, 6), "int32")}
+        >>> backbone.encode(inputs, output_positions=np.array([[1, 4]])).shape
+        (1, 2, 8)
+        """
+        if not isinstance(inputs, dict) or not {
+            "token_ids",
+            "segment_ids",
+            "padding_mask",
+        } <= set(inputs):
+            keys = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+            raise ValueError(
+                "`inputs` must be a dict with at least `token_ids`, "
+                f"`segment_ids` and `padding_mask`. Received: {keys}"
+            )
+        unknown = set(inputs) - {
+            "token_ids",
+            "segment_ids",
+            "padding_mask",
+            "position_ids",
+            "attention_mask",
+        }
+        if unknown:
+            raise ValueError(
+                f"Unknown backbone inputs: {sorted(unknown)}. Expected "
+                "`token_ids`, `segment_ids`, `padding_mask`, `position_ids`, "
+                "`attention_mask`."
+            )
+        return self._encode(
+            inputs["token_ids"],
+            inputs["segment_ids"],
+            inputs["padding_mask"],
+            inputs.get("position_ids"),
+            inputs.get("attention_mask"),
+            output_positions=output_positions,
+            training=training,
+        )
 
     @classproperty
     def presets(cls):

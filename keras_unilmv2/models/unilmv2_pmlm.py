@@ -19,7 +19,9 @@ class UniLMv2PMLM(PresetMixin, Task):
     the blockwise attention mask). The pretrained LM head
     (`backbone.lm_head`, tied to the word embeddings) is applied only at the
     `[M]` slots (output `"ae"`, autoencoding) and at the `[P]` slots (output
-    `"par"`, partially autoregressive). With the default `compile()` the
+    `"par"`, partially autoregressive); the backbone's last layer computes
+    its output only for those slots (`UniLMv2Backbone.encode`), the rest of
+    it is never read. With the default `compile()` the
     training loss is `L_AE + L_PAR`, each the mean cross-entropy over its
     real predictions (computed in float32), and both accuracies are
     reported (`ae_accuracy`, `par_accuracy`).
@@ -73,12 +75,31 @@ class UniLMv2PMLM(PresetMixin, Task):
                 "attention_mask",
             )
         }
-        sequence = backbone(backbone_inputs)["sequence_output"]
+        # Only the `[M]` and `[P]` slots are scored: the last layer computes
+        # its output for those rows alone (`backbone.encode`), the heads then
+        # read rows `0..K_M-1` (AE) and `K_M..K_M+K_P-1` (PAR) of it.
+        mask_positions = inputs["mask_positions"]
+        pseudo_positions = inputs["pseudo_positions"]
+        scored = backbone.encode(
+            backbone_inputs,
+            output_positions=ops.concatenate([mask_positions, pseudo_positions], axis=1),
+        )
+        ae_rows = ops.cumsum(ops.ones_like(mask_positions), axis=1) - 1
+        par_rows = (
+            ops.cumsum(ops.ones_like(pseudo_positions), axis=1)
+            - 1
+            + ops.sum(ops.ones_like(mask_positions), axis=1, keepdims=True)
+        )
         outputs = {
-            "ae": backbone.lm_head(sequence, positions=inputs["mask_positions"]),
-            "par": backbone.lm_head(sequence, positions=inputs["pseudo_positions"]),
+            "ae": backbone.lm_head(scored, positions=ae_rows),
+            "par": backbone.lm_head(scored, positions=par_rows),
         }
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # The graph uses the backbone's layers, not the backbone as one node:
+        # track it as a whole (its pooler included) on every backend, as a
+        # task built on `backbone(inputs)` does.
+        if self.backbone not in self._layers:
+            self._layers.append(self.backbone)
 
     def compile(
         self,

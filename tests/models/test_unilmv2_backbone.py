@@ -220,6 +220,37 @@ def test_weights_have_stable_paths():
     assert sum("bias_table" in p for p in paths) == 1
 
 
+@pytest.mark.parametrize("buckets", [32, 0])
+@pytest.mark.parametrize("with_layout", [True, False])
+def test_encode_at_output_positions_equals_full_rows(buckets, with_layout):
+    """`encode(..., output_positions)` returns the full pass's rows, with a
+    3-D mask and per-example positions or the defaults (a bias shared by
+    the batch), with and without the relative bias."""
+    backbone = tiny_backbone(dropout=0.0, relative_position_buckets=buckets)
+    inputs = random_inputs(batch=2, length=9, pad=2)
+    if with_layout:
+        rng = np.random.default_rng(1)
+        inputs["attention_mask"] = (rng.random((2, 9, 9)) < 0.7).astype("int32")
+        inputs["position_ids"] = rng.integers(0, 9, (2, 9)).astype("int32")
+    full = to_numpy(backbone(inputs)["sequence_output"])
+    rows = np.array([[0, 5, 5, 8], [3, 1, 6, 2]], "int32")
+    assert to_numpy(backbone.encode(inputs)).shape == full.shape
+    np.testing.assert_allclose(
+        to_numpy(backbone.encode(inputs)), full, atol=1e-6
+    )
+    out = to_numpy(backbone.encode(inputs, output_positions=rows))
+    np.testing.assert_allclose(out, np.take_along_axis(full, rows[:, :, None], axis=1), atol=1e-5)
+
+
+def test_encode_rejects_bad_inputs():
+    backbone = tiny_backbone()
+    with pytest.raises(ValueError, match="segment_ids"):
+        backbone.encode({"token_ids": np.ones((1, 3), "int32")})
+    inputs = dict(random_inputs(batch=1, length=3), mask_positions=np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="Unknown backbone inputs"):
+        backbone.encode(inputs)
+
+
 def _causal_case():
     """A tiny backbone, 2 x 8 random inputs under a causal mask, and the
     full forward pass's outputs."""

@@ -85,9 +85,12 @@ def test_head_is_the_backbone_lm_head():
         k: inputs[k]
         for k in ("token_ids", "segment_ids", "padding_mask", "position_ids", "attention_mask")
     }
+    # The full pass's rows: the task's last layer computes only the scored
+    # slots (`backbone.encode(..., output_positions=...)`).
     sequence = backbone(backbone_inputs)["sequence_output"]
-    expected = backbone.lm_head(sequence, positions=inputs["pseudo_positions"])
-    np.testing.assert_allclose(to_numpy(outputs["par"]), to_numpy(expected), atol=1e-5)
+    for name, key in (("ae", "mask_positions"), ("par", "pseudo_positions")):
+        expected = backbone.lm_head(sequence, positions=inputs[key])
+        np.testing.assert_allclose(to_numpy(outputs[name]), to_numpy(expected), atol=1e-5)
     own = {w.path for w in model.trainable_weights} - {
         w.path for w in backbone.trainable_weights
     }
