@@ -24,6 +24,14 @@ def _fused_attention_supported(dtype):
     return jax.default_backend() != "cpu"
 
 
+def rows_output_shape(hidden_states_shape, output_positions_shape=None):
+    """`[batch, length or rows, hidden_dim]`: the output shape of a layer
+    called with optional `output_positions` `[batch, rows]`."""
+    if output_positions_shape is None:
+        return hidden_states_shape
+    return (hidden_states_shape[0], output_positions_shape[1], hidden_states_shape[2])
+
+
 def _select_queries(hidden_states, bias, positions):
     """The query rows at `positions` `[batch, rows]`, and their bias rows."""
     positions = ops.cast(positions, "int32")
@@ -293,13 +301,7 @@ class UniLMv2Attention(keras.layers.Layer):
         return ops.einsum("bhqk,bkhd->bqhd", probs, value)
 
     def compute_output_shape(self, hidden_states_shape, output_positions_shape=None):
-        if output_positions_shape is None:
-            return hidden_states_shape
-        return (
-            hidden_states_shape[0],
-            output_positions_shape[1],
-            hidden_states_shape[2],
-        )
+        return rows_output_shape(hidden_states_shape, output_positions_shape)
 
     def get_config(self):
         config = super().get_config()

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.layers.unilmv2_attention import UniLMv2Attention
+from keras_unilmv2.layers.unilmv2_attention import rows_output_shape
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -184,13 +185,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         return outputs
 
     def compute_output_shape(self, hidden_states_shape, output_positions_shape=None):
-        if output_positions_shape is None:
-            return hidden_states_shape
-        return (
-            hidden_states_shape[0],
-            output_positions_shape[1],
-            hidden_states_shape[2],
-        )
+        return rows_output_shape(hidden_states_shape, output_positions_shape)
 
     def get_config(self):
         config = super().get_config()
