@@ -107,14 +107,26 @@ class UniLMv2RelativePositionBias(keras.layers.Layer):
     def call(self, query_positions, key_positions=None):
         if key_positions is None:
             key_positions = query_positions
-        relative = ops.expand_dims(key_positions, 1) - ops.expand_dims(
-            query_positions, 2
+        # Every distance beyond `max_distance` falls in the last bucket of
+        # its side, so the bias of the `2 * max_distance + 1` clipped
+        # distances (bucketed once per call) is looked up per query-key
+        # pair: two element-wise ops per pair instead of the bucketing's
+        # dozen (eager torch and TensorFlow run each as a pass over the
+        # `[batch, query, key]` grid). Same buckets, same table rows.
+        limit = self.max_distance
+        distances = ops.arange(-limit, limit + 1, dtype="int32")
+        buckets = relative_position_bucket(distances, self.num_buckets, limit)
+        table = ops.transpose(ops.cast(self.bias_table, self.compute_dtype))
+        by_distance = ops.take(table, buckets, axis=1)  # [heads, 2 * limit + 1]
+        relative = ops.cast(ops.expand_dims(key_positions, 1), "int32") - ops.cast(
+            ops.expand_dims(query_positions, 2), "int32"
         )
-        buckets = relative_position_bucket(
-            relative, self.num_buckets, self.max_distance
-        )
-        bias = ops.take(ops.cast(self.bias_table, self.compute_dtype), buckets, axis=0)
-        return ops.transpose(bias, (0, 3, 1, 2))
+        index = ops.clip(relative, -limit, limit) + limit
+        # Gathered per head (`[heads, batch, query, key]`): on torch an
+        # `index_select` whose gradient is about ten times cheaper on the
+        # CPU than the embedding-style lookup of `[.., heads]` rows.
+        bias = ops.take(by_distance, index, axis=1)
+        return ops.transpose(bias, (1, 0, 2, 3))
 
     def compute_output_shape(
         self, query_positions_shape, key_positions_shape=None

@@ -59,6 +59,30 @@ def test_relative_bias_matches_reference(encoder_data, batch):
     )
 
 
+@pytest.mark.parametrize("buckets, max_distance", [(32, 128), (16, 20), (8, 3)])
+def test_relative_bias_layer_equals_table_lookup_of_buckets(buckets, max_distance):
+    """The layer looks distances up in a clipped per-distance table: the
+    same rows as bucketing every query-key distance, far beyond
+    `max_distance` too."""
+    from keras_unilmv2.layers import UniLMv2RelativePositionBias
+
+    layer = UniLMv2RelativePositionBias(
+        num_heads=3, num_buckets=buckets, max_distance=max_distance
+    )
+    layer.build()
+    rng = np.random.default_rng(0)
+    queries = rng.integers(0, 700, (2, 5)).astype("int32")
+    keys = np.concatenate([rng.integers(0, 700, (2, 6)), [[0, 699], [350, 351]]], axis=1)
+    keys = keys.astype("int32")
+    relative = keys[:, None, :] - queries[:, :, None]
+    assert np.abs(relative).max() > 5 * max_distance
+    table = to_numpy(layer.bias_table)
+    expected = table[to_numpy(relative_position_bucket(relative, buckets, max_distance))]
+    np.testing.assert_array_equal(
+        to_numpy(layer(queries, keys)), expected.transpose(0, 3, 1, 2)
+    )
+
+
 @pytest.mark.parametrize("batch", ["batch_a", "batch_b", "batch_c"])
 def test_every_layer_matches_reference(encoder_data, batch):
     backbone = reference_backbone()
