@@ -284,7 +284,9 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         slots: slot 0 is a never-visible dummy, target slot `t` has position
         `n_s + t - 1` (n_s = the real source length), so the `[MASK]`
         predicting the first token sits at `n_s`; slot `t` sees target slots
-        `1..t` and the real source.
+        `1..t` and the real source. The bias tables take `batch * heads *
+        (target_length + 1) * (source_length + target_length + 1)` values
+        of the compute dtype for the whole generation.
         """
         _, source_type, _ = self._special_ids()
         batch = ops.shape(encoder_token_ids)[0]
