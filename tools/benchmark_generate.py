@@ -33,7 +33,6 @@ medians of `--repeats` calls after one warm-up call.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -44,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import benchmark_utils  # noqa: E402
-from benchmark_utils import run_per_backend  # noqa: E402
+from benchmark_utils import run  # noqa: E402
 from benchmark_utils import vocabulary_size as _vocabulary_size  # noqa: E402
 
 SIZES = {
@@ -268,24 +267,15 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.backend == "current":
-        results = _measure(args)
-        if args.json:
-            print("RESULT " + json.dumps(results))
-        else:
-            _print_header(args)
-            _print_row(results)
-        return 0
-    _print_header(args)
     forwarded = (
         "size", "batch", "source_length", "new_tokens", "beams", "repeats", "dtype", "threads"
     )
-    return run_per_backend(__file__, args, forwarded, _print_row)
+    return run(__file__, args, _measure, _print_row, _header(args), forwarded)
 
 
-def _print_header(args):
+def _header(args):
     dims = SIZES[args.size]
-    print(
+    return (
         f"generate: {args.size} dims ({dims['num_layers']} layers, hidden "
         f"{dims['hidden_dim']}, {dims['num_heads']} heads, vocab "
         f"{_vocabulary_size(args.size)}), batch {args.batch}, source "

@@ -81,11 +81,10 @@ def _mlm_model(backbone, scored_rows_only=False):
     }
     backbone_inputs = {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
     positions = inputs["mask_positions"]
-    if scored_rows_only:
-        sequence = backbone.encode(backbone_inputs, output_positions=positions)
-        positions = keras.ops.cumsum(keras.ops.ones_like(positions), axis=1) - 1
-    else:
-        sequence = backbone(backbone_inputs)["sequence_output"]
+    if scored_rows_only:  # the encoder returns exactly the scored rows
+        scored = backbone.encode(backbone_inputs, output_positions=positions)
+        return keras.Model(inputs, backbone.lm_head(scored))
+    sequence = backbone(backbone_inputs)["sequence_output"]
     return keras.Model(inputs, backbone.lm_head(sequence, positions=positions))
 
 

@@ -39,14 +39,15 @@ def step_parser(doc, steps, warmup):
 
 
 def run(script, args, measure, print_row, header, forwarded=STEP_ARGUMENTS):
-    """`--backend current`: measure here and print one row (or, with
-    `--json`, the result for the parent process); otherwise print `header`
-    and run the script once per backend."""
+    """`--backend current`: measure here and print `header` and one row (or,
+    with `--json`, the result for the parent process); otherwise print
+    `header` and run the script once per backend."""
     if args.backend == "current":
         result = measure(args)
         if args.json:
             print("RESULT " + json.dumps(result))
         else:
+            print(header)
             print_row(result)
         return 0
     print(header)

@@ -160,6 +160,31 @@ def softmax_float32(x, axis=-1):
     return ops.cast(ops.softmax(ops.cast(x, "float32"), axis=axis), x.dtype)
 
 
+def _host_start(start):
+    """`start` as a Python int where reading it needs no device sync (an int
+    or a CPU scalar tensor), else None (torch)."""
+    import torch
+
+    if isinstance(start, int):
+        return start
+    if isinstance(start, torch.Tensor) and start.device.type == "cpu":
+        return int(start)
+    return None
+
+
+def _index(start, size, device):
+    """The indices `start .. start + size - 1` for a device scalar `start`."""
+    import torch
+
+    return start + torch.arange(size, device=device)
+
+
+def _starts(x, axis, start):
+    starts = [0] * len(x.shape)
+    starts[axis] = start
+    return starts
+
+
 def slice_update(x, axis, start, update, in_place=False):
     """`x` with `update` written from `start` along `axis`.
 
@@ -176,32 +201,22 @@ def slice_update(x, axis, start, update, in_place=False):
         update = update.to(x.dtype)
         if not (in_place and not torch.is_grad_enabled()):
             x = x.clone()
-        if isinstance(start, int) or (
-            isinstance(start, torch.Tensor) and start.device.type == "cpu"
-        ):
-            x.narrow(axis, int(start), update.shape[axis]).copy_(update)
-        else:  # no host sync for a device scalar
-            index = start + torch.arange(update.shape[axis], device=x.device)
-            x.index_copy_(axis, index, update)
+        first, size = _host_start(start), update.shape[axis]
+        if first is not None:
+            x.narrow(axis, first, size).copy_(update)
+        else:
+            x.index_copy_(axis, _index(start, size, x.device), update)
         return x
-    starts = [0] * len(x.shape)
-    starts[axis] = start
-    return ops.slice_update(x, starts, ops.cast(update, x.dtype))
+    return ops.slice_update(x, _starts(x, axis, start), cast(update, x.dtype))
 
 
 def slice_rows(x, axis, start, size):
     """`size` entries of `x` along `axis` from `start` (int or scalar tensor)."""
     if _torch():
-        import torch
-
-        if isinstance(start, int) or (
-            isinstance(start, torch.Tensor) and start.device.type == "cpu"
-        ):
-            return x.narrow(axis, int(start), size)
-        index = start + torch.arange(size, device=x.device)
-        return x.index_select(axis, index)
-    starts = [0] * len(x.shape)
-    starts[axis] = start
+        first = _host_start(start)
+        if first is not None:
+            return x.narrow(axis, first, size)
+        return x.index_select(axis, _index(start, size, x.device))
     sizes = list(ops.shape(x))
     sizes[axis] = size
-    return ops.slice(x, starts, sizes)
+    return ops.slice(x, _starts(x, axis, start), sizes)

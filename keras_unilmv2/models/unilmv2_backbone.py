@@ -378,35 +378,13 @@ class UniLMv2Backbone(PresetMixin, Backbone):
         >>> backbone.encode(inputs, output_positions=np.array([[1, 4]])).shape
         (1, 2, 8)
         """
-        if not isinstance(inputs, dict) or not {
-            "token_ids",
-            "segment_ids",
-            "padding_mask",
-        } <= set(inputs):
-            keys = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
-            raise ValueError(
-                "`inputs` must be a dict with at least `token_ids`, "
-                f"`segment_ids` and `padding_mask`. Received: {keys}"
-            )
-        unknown = set(inputs) - {
-            "token_ids",
-            "segment_ids",
-            "padding_mask",
-            "position_ids",
-            "attention_mask",
-        }
-        if unknown:
-            raise ValueError(
-                f"Unknown backbone inputs: {sorted(unknown)}. Expected "
-                "`token_ids`, `segment_ids`, `padding_mask`, `position_ids`, "
-                "`attention_mask`."
-            )
+        inputs = self._standardize_inputs(inputs)
         return self._encode(
             inputs["token_ids"],
             inputs["segment_ids"],
             inputs["padding_mask"],
-            inputs.get("position_ids"),
-            inputs.get("attention_mask"),
+            inputs["position_ids"],
+            inputs["attention_mask"],
             output_positions=output_positions,
             training=training,
         )
