@@ -6,7 +6,6 @@ import keras
 from keras import ops
 
 from keras_unilmv2.layers import direct_call as fast
-from keras_unilmv2.layers.direct_call import call_layer
 
 
 def _fused_attention_supported(dtype):
@@ -99,6 +98,9 @@ class UniLMv2Attention(keras.layers.Layer):
             values into the given cache's buffers instead of copies (the
             caller must not need the old cache; generation does not). JAX
             and TensorFlow ignore it (XLA updates loop buffers in place).
+        prepared: optional, this layer's `prepare_decoding()`: its
+            projections with their weights read once, for a decoding loop
+            (cached path only; by default they are prepared per call).
 
     Returns:
         The attention output `[batch, length, hidden_dim]`, and the updated
@@ -164,6 +166,7 @@ class UniLMv2Attention(keras.layers.Layer):
         training=None,
         in_place=False,
         output_positions=None,
+        prepared=None,
     ):
         if cache is not None or context is not None:
             return self._decode(
@@ -174,6 +177,7 @@ class UniLMv2Attention(keras.layers.Layer):
                 context,
                 context_bias,
                 in_place,
+                prepared,
             )
         queries = hidden_states
         if attention_bias is not None:
@@ -192,6 +196,22 @@ class UniLMv2Attention(keras.layers.Layer):
         )
         return self.output_dense(attended)
 
+    def prepare_decoding(self):
+        """The cached path's projections, their weights read once.
+
+        A decoding loop prepares them once per generation and passes them
+        as `prepared` at every step (see `direct_call.prepare`).
+        """
+        return {
+            name: fast.prepare(dense)
+            for name, dense in (
+                ("query", self.query_dense),
+                ("key", self.key_dense),
+                ("value", self.value_dense),
+                ("output", self.output_dense),
+            )
+        }
+
     def _decode(
         self,
         hidden_states,
@@ -201,6 +221,7 @@ class UniLMv2Attention(keras.layers.Layer):
         context,
         context_bias,
         in_place,
+        prepared=None,
     ):
         """Attention of new queries over `[context | cache]` (inference).
 
@@ -220,14 +241,15 @@ class UniLMv2Attention(keras.layers.Layer):
             raise ValueError("`cache_update_index` is required when a `cache` is given.")
         batch, length = ops.shape(hidden_states)[:2]
         heads, dim = self.num_heads, self.key_dim
+        prepared = prepared or self.prepare_decoding()
 
-        def project(dense, axes):
-            x = fast.reshape(call_layer(dense, hidden_states), (batch, length, heads, dim))
+        def project(name, axes):
+            x = fast.reshape(prepared[name](hidden_states), (batch, length, heads, dim))
             return fast.transpose(x, axes)
 
-        query = project(self.query_dense, (0, 2, 1, 3))  # [batch, heads, new, dim]
-        key = project(self.key_dense, (0, 2, 3, 1))  # [batch, heads, dim, new]
-        value = project(self.value_dense, (0, 2, 1, 3))  # [batch, heads, new, dim]
+        query = project("query", (0, 2, 1, 3))  # [batch, heads, new, dim]
+        key = project("key", (0, 2, 3, 1))  # [batch, heads, dim, new]
+        value = project("value", (0, 2, 1, 3))  # [batch, heads, new, dim]
         if cache is not None:
             # In place under XLA: the cache is a loop-carried buffer.
             key = fast.slice_update(cache[0], 3, cache_update_index, key, in_place)
@@ -277,7 +299,7 @@ class UniLMv2Attention(keras.layers.Layer):
             output = from_groups(fast.matmul(context_probs, context_value))
             output = output + fast.matmul(probs[..., context_length:], value)
         output = fast.reshape(fast.transpose(output, (0, 2, 1, 3)), (batch, length, heads * dim))
-        output = call_layer(self.output_dense, output)
+        output = prepared["output"](output)
         if cache is not None:
             return output, cache
         return output

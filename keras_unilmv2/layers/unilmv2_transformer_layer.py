@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_unilmv2.layers.direct_call import call_layer
+from keras_unilmv2.layers import direct_call as fast
 from keras_unilmv2.layers.unilmv2_attention import UniLMv2Attention
 from keras_unilmv2.layers.unilmv2_attention import rows_output_shape
 
@@ -39,6 +39,9 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
             only at these slots, `[batch, rows, hidden_dim]` (queries,
             residuals and feed-forward for those rows; keys and values from
             every slot). Not with a cache or context.
+        prepared: optional, this layer's `prepare_decoding()` (cached path
+            only): its sublayers with their weights read once, for a
+            decoding loop; by default they are prepared per call.
         training: bool.
 
     Example:
@@ -125,6 +128,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         training=None,
         in_place=False,
         output_positions=None,
+        prepared=None,
     ):
         if cache is not None or context is not None:
             return self._decode(
@@ -135,6 +139,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
                 context,
                 context_bias,
                 in_place,
+                prepared,
             )
         attended = self.self_attention(
             hidden_states,
@@ -153,6 +158,20 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         ffn = self.feedforward_dropout(ffn, training=training)
         return self.feedforward_layer_norm(x + ffn)
 
+    def prepare_decoding(self):
+        """The cached path's sublayers, their weights read once.
+
+        A decoding loop prepares them once per generation and passes them
+        as `prepared` at every step (see `direct_call.prepare`).
+        """
+        return {
+            "attention": self.self_attention.prepare_decoding(),
+            "attention_norm": fast.prepare(self.self_attention_layer_norm),
+            "intermediate": fast.prepare(self.feedforward_intermediate_dense),
+            "output": fast.prepare(self.feedforward_output_dense),
+            "output_norm": fast.prepare(self.feedforward_layer_norm),
+        }
+
     def _decode(
         self,
         hidden_states,
@@ -162,24 +181,25 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         context,
         context_bias,
         in_place,
+        prepared=None,
     ):
         """The cached path (inference: no dropout, direct sublayer calls)."""
-        attended = call_layer(
-            self.self_attention,
+        prepared = prepared or self.prepare_decoding()
+        attended = self.self_attention._decode(
             hidden_states,
-            attention_bias=attention_bias,
-            cache=cache,
-            cache_update_index=cache_update_index,
-            context=context,
-            context_bias=context_bias,
-            in_place=in_place,
+            attention_bias,
+            cache,
+            cache_update_index,
+            context,
+            context_bias,
+            in_place,
+            prepared["attention"],
         )
         if cache is not None:
             attended, cache = attended
-        x = call_layer(self.self_attention_layer_norm, hidden_states + attended)
-        ffn = call_layer(self.feedforward_intermediate_dense, x)
-        ffn = call_layer(self.feedforward_output_dense, ffn)
-        outputs = call_layer(self.feedforward_layer_norm, x + ffn)
+        x = prepared["attention_norm"](hidden_states + attended)
+        ffn = prepared["output"](prepared["intermediate"](x))
+        outputs = prepared["output_norm"](x + ffn)
         if cache is not None:
             return outputs, cache
         return outputs

@@ -1,5 +1,7 @@
 """UniLMv2 sequence-to-sequence LM: pseudo-mask fine-tuning and generation."""
 
+import functools
+
 import keras
 import numpy as np
 from keras import ops
@@ -269,7 +271,9 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         p = self.preprocessor
         return p.tokenizer.mask_token_id, p.source_type_id, p.target_type_id
 
-    def _build_cache(self, encoder_token_ids, encoder_padding_mask, target_length):
+    def _build_cache(
+        self, encoder_token_ids, encoder_padding_mask, target_length, prepared=None
+    ):
         """Encodes the source once; returns `(context, cache)`.
 
         `context["source"]` holds the source's keys and values in every
@@ -287,6 +291,8 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         `1..t` and the real source. The bias tables take `batch * heads *
         (target_length + 1) * (source_length + target_length + 1)` values
         of the compute dtype for the whole generation.
+        `prepared`: optional, from `UniLMv2Backbone.prepare_decoding()`,
+        to encode the source with.
         """
         _, source_type, _ = self._special_ids()
         batch = ops.shape(encoder_token_ids)[0]
@@ -306,6 +312,7 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             mask,
             self.backbone.build_cache(batch, source_length),
             0,
+            prepared=prepared,
         )
         num_source = ops.sum(ops.cast(source_valid, "int32"), axis=1)
         slots = ops.arange(target_length + 1, dtype="int32")
@@ -323,7 +330,9 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         }
         return context, self.backbone.build_cache(batch, target_length + 1)
 
-    def call_with_cache(self, token_ids, cache, index, context, in_place=False):
+    def call_with_cache(
+        self, token_ids, cache, index, context, in_place=False, prepared=None
+    ):
         """One decoding step: `[token at slot index-1, [MASK] at slot index]`.
 
         Args:
@@ -337,6 +346,9 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             in_place: bool, on torch under `torch.no_grad()`, write the step
                 into `cache`'s buffers instead of a copy (see
                 `UniLMv2Backbone.call_with_cache`); generation does.
+            prepared: optional, `backbone.prepare_decoding()`, which a
+                decoding loop makes once and passes at every step (by
+                default the sublayers are prepared per call).
 
         Returns:
             `(logits [batch, vocabulary], hidden [batch, hidden_dim], cache)`,
@@ -364,8 +376,12 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             context=dict(context["source"], bias=step_rows(context["source_bias"], 2)),
             attention_bias=step_rows(context["target_bias"], 2),
             in_place=in_place,
+            prepared=prepared,
         )
-        logits = call_layer(self.backbone.lm_head, hidden[:, 1:, :])[:, 0, :]
+        head = (prepared or {}).get("lm_head")
+        if head is None:  # one step on its own: nothing to amortize over
+            head = functools.partial(call_layer, self.backbone.lm_head)
+        logits = head(hidden[:, 1:, :])[:, 0, :]
         return logits, hidden[:, 1, :], cache
 
     def generate_step(self, inputs, stop_token_ids=None):
@@ -391,15 +407,19 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
                     "that the table is extended. Received: "
                     f"max_length={target_length}"
                 )
+        # The weights are read once for the whole generation.
+        prepared = self.backbone.prepare_decoding()
         context, cache = self._build_cache(
-            encoder_token_ids, encoder_padding_mask, target_length
+            encoder_token_ids, encoder_padding_mask, target_length, prepared
         )
 
         def next(prompt, cache, index):
             # The source is a closure constant, outside the loop state: the
             # samplers neither carry nor reorder it (beams share it).
             # The cache is this loop's own: steps update it in place (torch).
-            return self.call_with_cache(prompt, cache, index, context, in_place=True)
+            return self.call_with_cache(
+                prompt, cache, index, context, in_place=True, prepared=prepared
+            )
 
         decoder_token_ids = self.sampler(
             next=next,

@@ -184,3 +184,77 @@ def test_in_place_slice_update():
     out = fast.slice_update(x, 1, 1, update, in_place=True)
     np.testing.assert_array_equal(to_numpy(out)[:, 1:3], 1)
     np.testing.assert_array_equal(to_numpy(x), 0)  # JAX / TF: always a copy
+
+
+def _projection():
+    """A tied `ReversibleEmbedding` called with `reverse=True`."""
+    layer, _ = _reversible_embedding()
+    return layer, _floats(2, 3, 4)
+
+
+@pytest.mark.parametrize(
+    "make, reverse",
+    [
+        (_dense, False),
+        (_layer_norm, False),
+        (_embedding, False),
+        (_reversible_embedding, False),
+        (_projection, True),
+    ],
+)
+def test_prepared_layer_equals_keras_call(make, reverse):
+    layer, x = make()
+    x = keras.ops.convert_to_tensor(x)
+    expected = to_numpy(layer(x, reverse=True) if reverse else layer(x))
+    prepared = fast.prepare(layer, reverse=reverse)
+    calls = _spy_on_call(layer)
+    for _ in range(2):
+        np.testing.assert_allclose(to_numpy(prepared(x)), expected, atol=1e-6)
+    # On torch the weights were read at preparation: the calls never enter
+    # the layer; JAX and TensorFlow call `layer.call` (traced once there).
+    assert len(calls) == (0 if TORCH else 2)
+
+
+def test_prepared_projection_is_a_contiguous_transpose_on_a_torch_cpu():
+    layer, x = _projection()
+    prepared = fast.prepare(layer, reverse=True)
+    if TORCH:
+        import torch
+
+        # The closure holds the `[hidden, vocabulary]` copy it multiplies by.
+        (kernel,) = [
+            cell.cell_contents
+            for cell in prepared.__closure__
+            if isinstance(cell.cell_contents, torch.Tensor)
+        ]
+        assert tuple(kernel.shape) == (4, 11) and kernel.is_contiguous()
+    x = keras.ops.convert_to_tensor(x)
+    table = to_numpy(layer.embeddings)
+    np.testing.assert_allclose(to_numpy(prepared(x)), to_numpy(x) @ table.T, atol=1e-5)
+
+
+def test_prepared_layers_fall_back_where_not_covered():
+    # LoRA: the prepared function is the Keras call (with the LoRA term).
+    lora, x = _dense()
+    lora.enable_lora(2)
+    lora.lora_kernel_b.assign(_floats(2, 8, seed=3))
+    x = keras.ops.convert_to_tensor(x)
+    np.testing.assert_allclose(
+        to_numpy(fast.prepare(lora)(x)), to_numpy(lora(x)), atol=1e-6
+    )
+    # Mixed precision: autocast through `__call__`, a bfloat16 product.
+    mixed = keras.layers.Dense(8, dtype="mixed_bfloat16")
+    mixed.build((None, 4))
+    out = fast.prepare(mixed)(keras.ops.cast(x, "bfloat16"))
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    # Float ids: the Keras call, which casts them.
+    embedding, ids = _embedding()
+    float_ids = keras.ops.convert_to_tensor(ids.astype("float32"))
+    np.testing.assert_array_equal(
+        to_numpy(fast.prepare(embedding)(float_ids)), to_numpy(embedding(ids))
+    )
+    # Not a layer kind `prepare` knows: the Keras call.
+    other = keras.layers.Activation("relu")
+    np.testing.assert_array_equal(
+        to_numpy(fast.prepare(other)(x)), np.maximum(to_numpy(x), 0)
+    )

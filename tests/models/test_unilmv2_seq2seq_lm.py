@@ -542,6 +542,56 @@ def test_decoding_step_copies_its_cache_unless_in_place(random_task):
             np.testing.assert_array_equal(to_numpy(given), 0)
 
 
+def test_prepared_sublayers_give_the_same_steps(random_task):
+    """Steps with `backbone.prepare_decoding()` (made once, as generation
+    does) equal steps that prepare their sublayers per call."""
+    texts = ["she walks", "he reads a book"]
+    inputs = _to_tensors(random_task.preprocessor.generate_preprocess(texts, sequence_length=4))
+    prepared = random_task.backbone.prepare_decoding()
+    build = _compiled(
+        lambda ids, mask: random_task._build_cache(ids, mask, 4, prepared)
+    )
+    context, cache = build(inputs["encoder_token_ids"], inputs["encoder_padding_mask"])
+    plain_context, plain_cache = random_task._build_cache(
+        inputs["encoder_token_ids"], inputs["encoder_padding_mask"], 4
+    )
+    for a, b in zip(keras.tree.flatten(context), keras.tree.flatten(plain_context)):
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-6)
+    step = _compiled(
+        lambda p, c, i, x: random_task.call_with_cache(p, c, i, x, prepared=prepared)
+    )
+    plain_step = _compiled(random_task.call_with_cache)
+    prompt = keras.ops.convert_to_tensor(np.full((2, 5), 7, "int32"))
+    for index in (1, 2):
+        index = keras.ops.convert_to_tensor(index, "int32")
+        logits, hidden, cache = step(prompt, cache, index, context)
+        plain_logits, plain_hidden, plain_cache = plain_step(
+            prompt, plain_cache, index, plain_context
+        )
+        np.testing.assert_allclose(to_numpy(logits), to_numpy(plain_logits), atol=1e-5)
+        np.testing.assert_allclose(to_numpy(hidden), to_numpy(plain_hidden), atol=1e-5)
+    assert np.abs(to_numpy(logits)).max() > 0
+
+
+def test_generation_prepares_the_sublayers_once(random_task):
+    backbone = random_task.backbone
+    calls = []
+    original = backbone.prepare_decoding
+
+    def prepare_decoding(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    backbone.prepare_decoding = prepare_decoding
+    try:
+        random_task.compile(sampler="greedy")
+        ids, _ = _generate_ids(random_task, ["she walks"], 4)
+    finally:
+        del backbone.prepare_decoding
+    # Once for the source and all 4 steps (JAX / TF: traced once).
+    assert len(calls) == 1 and ids[:, 1:].any()
+
+
 def test_torch_generation_runs_in_inference_mode(random_task):
     if keras.config.backend() != "torch":
         pytest.skip("torch only: JAX and TensorFlow compile generation (tested above)")
