@@ -50,12 +50,21 @@ def _dense(x, kernel, bias, activation):
     outputs = x @ kernel
     if bias is not None:
         outputs = outputs + bias
-    return activation(outputs)
+    return outputs if activation is None else activation(outputs)
 
 
 def _dense_weights(layer):
+    import torch
+
     bias = layer.bias.value if layer.bias is not None else None
-    return layer.kernel.value, bias, layer.activation
+    activation = layer.activation
+    if activation is keras.activations.linear:
+        activation = None
+    elif activation is keras.activations.gelu:
+        # What Keras' gelu (exact by default) runs on torch, without its
+        # argument conversion.
+        activation = torch.nn.functional.gelu
+    return layer.kernel.value, bias, activation
 
 
 def _layer_norm(x, gamma, beta, epsilon):
@@ -230,11 +239,41 @@ def concatenate(xs, axis):
 
 def cast(x, dtype):
     """`ops.cast`, and `x` itself when it already has that dtype."""
+    if x.dtype == dtype:  # e.g. another tensor's dtype: no conversion
+        return x
     if keras.backend.standardize_dtype(x.dtype) == keras.backend.standardize_dtype(
         dtype
     ):
         return x
     return ops.cast(x, dtype)
+
+
+def shape(x):
+    """`ops.shape(x)`: on torch the tensor's own (static) shape."""
+    return tuple(x.shape) if _torch() else ops.shape(x)
+
+
+def full_like(x, value):
+    """`ops.full_like(x, value)`, on torch without the conversions."""
+    if _torch():
+        import torch
+
+        return torch.full_like(x, value)
+    return ops.full_like(x, value)
+
+
+def host_index(index):
+    """`index` as a Python int where reading it costs no device sync (an
+    int, or a CPU scalar tensor on torch), else `index` itself.
+
+    A decoding step converts its slot index once and passes the int on:
+    every slice and cache write then uses it directly.
+    """
+    if _torch():
+        start = _host_start(index)
+        if start is not None:
+            return start
+    return index
 
 
 def softmax_float32(x, axis=-1):

@@ -239,7 +239,7 @@ class UniLMv2Attention(keras.layers.Layer):
         """
         if cache is not None and cache_update_index is None:
             raise ValueError("`cache_update_index` is required when a `cache` is given.")
-        batch, length = ops.shape(hidden_states)[:2]
+        batch, length = fast.shape(hidden_states)[:2]
         heads, dim = self.num_heads, self.key_dim
         prepared = prepared or self.prepare_decoding()
 
@@ -261,8 +261,8 @@ class UniLMv2Attention(keras.layers.Layer):
             scores = scores + fast.cast(bias, scores.dtype)
         if context is not None:
             context_key, context_value = context
-            context_batch = ops.shape(context_key)[0]
-            context_length = ops.shape(context_key)[3]
+            context_batch = fast.shape(context_key)[0]
+            context_length = fast.shape(context_key)[3]
             # With one query row per context row (greedy decoding, static
             # shapes) the grouping is the identity.
             grouped = not (

@@ -73,7 +73,7 @@ def repeat_to_batch(x, batch):
     the order in which a beam search lays out the beams of an example. The
     identity when `g` is statically 1.
     """
-    group = batch // ops.shape(x)[0]
+    group = batch // fast.shape(x)[0]
     if isinstance(group, int) and group == 1:
         return x
     return ops.repeat(x, group, axis=0)

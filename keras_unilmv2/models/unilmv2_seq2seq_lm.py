@@ -355,19 +355,17 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             read at `[MASK]`.
         """
         mask_id, _, target_type = self._special_ids()
-        batch = ops.shape(token_ids)[0]
-        start = index - 1
+        batch = fast.shape(token_ids)[0]
+        start = fast.host_index(index) - 1
 
         def step_rows(x, axis):  # the two query slots' rows, one per beam
             return repeat_to_batch(fast.slice_rows(x, axis, start, 2), batch)
 
         previous = fast.cast(fast.slice_rows(token_ids, 1, start, 1), "int32")
-        step_ids = fast.concatenate(
-            [previous, ops.full((batch, 1), mask_id, dtype="int32")], axis=1
-        )
+        step_ids = fast.concatenate([previous, fast.full_like(previous, mask_id)], axis=1)
         hidden, cache = self.backbone.call_with_cache(
             step_ids,
-            ops.full((batch, 2), target_type, dtype="int32"),
+            fast.full_like(step_ids, target_type),
             step_rows(context["target_positions"], 1),
             None,
             None,
