@@ -191,23 +191,25 @@ def prepare(layer, reverse=False):
     if not (_torch() and _plain(layer)):
         return _generic(layer, reverse)
     kind = type(layer)
-    embedding = kind in (keras.layers.Embedding, ReversibleEmbedding)
-    if kind is keras.layers.Dense and not reverse:
+    if reverse:
+        if kind is ReversibleEmbedding and _projection_covered(layer):
+            kernel = layer.embeddings.value.T
+            if kernel.device.type == "cpu":
+                kernel = kernel.contiguous()
+            return lambda x: x @ kernel
+        return _generic(layer, reverse)
+    if kind is keras.layers.Dense:
         kernel, bias, activation = _dense_weights(layer)
         return lambda x: _dense(x, kernel, bias, activation)
-    if kind is keras.layers.LayerNormalization and not reverse:
-        if _layer_norm_covered(layer, layer.compute_dtype):
-            gamma, beta, epsilon = _layer_norm_weights(layer)
-            return lambda x: _layer_norm(x, gamma, beta, epsilon)
-    elif embedding and not reverse and not layer.mask_zero:
+    if kind is keras.layers.LayerNormalization and _layer_norm_covered(
+        layer, layer.compute_dtype
+    ):
+        gamma, beta, epsilon = _layer_norm_weights(layer)
+        return lambda x: _layer_norm(x, gamma, beta, epsilon)
+    if kind in (keras.layers.Embedding, ReversibleEmbedding) and not layer.mask_zero:
         table = layer.embeddings.value
         generic = _generic(layer, reverse)
         return lambda ids: table[ids] if _is_int(ids) else generic(ids)
-    elif kind is ReversibleEmbedding and reverse and _projection_covered(layer):
-        kernel = layer.embeddings.value.T
-        if kernel.device.type == "cpu":
-            kernel = kernel.contiguous()
-        return lambda x: x @ kernel
     return _generic(layer, reverse)
 
 
