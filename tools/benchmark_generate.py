@@ -23,7 +23,8 @@ Two comparisons, each on one backend in one run, same inputs, random weights
 Both models are compiled the way `generate()` compiles them: XLA on JAX and
 on TensorFlow (`UniLMv2Seq2SeqLM` compiles generation with XLA unless
 `jit_compile=False`; BART is compiled with `jit_compile=True` so that both
-get XLA), eager `torch.no_grad()` on torch. Timings are
+get XLA), eagerly on torch (UniLMv2 under `torch.inference_mode()`, BART
+under keras-hub's `torch.no_grad()`). Timings are
 medians of `--repeats` calls after one warm-up call.
 
     python tools/benchmark_generate.py                   # all three backends, small dims

@@ -11,10 +11,14 @@ calling). This module runs the decoding path's layers and ops directly:
   torch the plain `Dense`, `LayerNormalization`, `Embedding` and tied
   `ReversibleEmbedding` layers as the very torch functions their `call`
   reaches (`matmul` + bias, `layer_norm`, indexing, the tied projection);
+- `prepare(layer)` goes one step further for a loop: it reads the layer's
+  weights once and returns the torch function of them, so that a decoding
+  step does not even look up the layer's properties (`kernel`, the
+  variable's `value`, the policy) every time;
 - `matmul`, `reshape`, `transpose`, `concatenate`, `softmax_float32`,
-  `slice_update`, `slice_rows` and `cast` are `keras.ops` on TensorFlow and
-  JAX (traced once per compiled function, so the checks cost nothing per
-  step) and the same torch functions on torch.
+  `slice_update`, `slice_rows`, `cast`, `shape` and `full_like` are
+  `keras.ops` on TensorFlow and JAX (traced once per compiled function, so
+  the checks cost nothing per step) and the same torch functions on torch.
 
 The results are identical to the Keras calls (tested); only the per-call
 checks are skipped, so the functions are for inputs the decoding path builds
