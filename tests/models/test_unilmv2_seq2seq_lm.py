@@ -4,6 +4,7 @@ position-table extension and bad input."""
 
 import json
 import os
+from unittest import mock
 
 import keras
 import numpy as np
@@ -575,21 +576,13 @@ def test_prepared_sublayers_give_the_same_steps(random_task):
 
 def test_generation_prepares_the_sublayers_once(random_task):
     backbone = random_task.backbone
-    calls = []
-    original = backbone.prepare_decoding
-
-    def prepare_decoding(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    backbone.prepare_decoding = prepare_decoding
-    try:
-        random_task.compile(sampler="greedy")
+    random_task.compile(sampler="greedy")
+    with mock.patch.object(
+        backbone, "prepare_decoding", wraps=backbone.prepare_decoding
+    ) as prepare:
         ids, _ = _generate_ids(random_task, ["she walks"], 4)
-    finally:
-        del backbone.prepare_decoding
     # Once for the source and all 4 steps (JAX / TF: traced once).
-    assert len(calls) == 1 and ids[:, 1:].any()
+    assert prepare.call_count == 1 and ids[:, 1:].any()
 
 
 def test_torch_generation_runs_in_inference_mode(random_task):
