@@ -47,9 +47,6 @@ def _plain(layer):
     )
 
 
-# The torch functions each layer's `call` reaches, from its weight tensors.
-
-
 def _dense(x, kernel, bias, activation):
     outputs = x @ kernel
     if bias is not None:
@@ -57,97 +54,73 @@ def _dense(x, kernel, bias, activation):
     return outputs if activation is None else activation(outputs)
 
 
-def _dense_weights(layer):
+def _torch_function(layer, reverse=False, copy_projection=False):
+    """The torch function `layer.call` reaches, applied to weight tensors
+    read now; None for a layer kind (or configuration) it does not cover.
+
+    The function returns the layer's output for a torch tensor, or None for
+    an input it does not cover (half-precision normalization, non-integer
+    ids): the caller then runs the Keras call. With `copy_projection`, a
+    tied projection on the CPU multiplies by a contiguous copy of the
+    transposed table (see `prepare`).
+    """
     import torch
 
-    bias = layer.bias.value if layer.bias is not None else None
-    activation = layer.activation
-    if activation is keras.activations.linear:
-        activation = None
-    elif activation is keras.activations.gelu:
-        # What Keras' gelu (exact by default) runs on torch, without its
-        # argument conversion.
-        activation = torch.nn.functional.gelu
-    return layer.kernel.value, bias, activation
+    kind = type(layer)
+    if reverse:
+        if kind is not ReversibleEmbedding or not (
+            layer.tie_weights
+            and layer.reverse_dtype is None
+            and layer.logit_soft_cap is None
+        ):
+            return None
+        kernel = layer.embeddings.value.T
+        if copy_projection and kernel.device.type == "cpu":
+            kernel = kernel.contiguous()
+        return lambda x: x @ kernel
+    if kind is keras.layers.Dense:
+        kernel = layer.kernel.value
+        bias = layer.bias.value if layer.bias is not None else None
+        activation = layer.activation
+        if activation is keras.activations.linear:
+            activation = None
+        elif activation is keras.activations.gelu:
+            # What Keras' gelu (exact by default) runs on torch, without its
+            # argument conversion.
+            activation = torch.nn.functional.gelu
+        return lambda x: _dense(x, kernel, bias, activation)
+    if kind is keras.layers.LayerNormalization and not layer.rms_scaling:
+        axes = [layer.axis] if isinstance(layer.axis, int) else list(layer.axis)
+        gamma = layer.gamma.value if layer.gamma is not None else None
+        beta = layer.beta.value if layer.beta is not None else None
 
+        def normalize(x):
+            # Keras normalizes half precision in float32.
+            if x.dtype != torch.float32 or axes not in ([-1], [x.ndim - 1]):
+                return None
+            return torch.nn.functional.layer_norm(
+                x, x.shape[-1:], gamma, beta, layer.epsilon
+            )
 
-def _layer_norm(x, gamma, beta, epsilon):
-    import torch
-
-    return torch.nn.functional.layer_norm(x, (x.shape[-1],), gamma, beta, epsilon)
-
-
-def _layer_norm_covered(layer, dtype, rank=None):
-    """Whether `layer` on a `dtype` input (of `rank` dimensions, where known)
-    is `torch.layer_norm` over the last axis."""
-    axes = [layer.axis] if isinstance(layer.axis, int) else list(layer.axis)
-    last_axis = axes == [-1] or (rank is not None and axes == [rank - 1])
-    # Keras normalizes half precision in float32.
-    float32 = keras.backend.standardize_dtype(dtype) == "float32"
-    return last_axis and float32 and not layer.rms_scaling
-
-
-def _layer_norm_weights(layer):
-    gamma = layer.gamma.value if layer.gamma is not None else None
-    beta = layer.beta.value if layer.beta is not None else None
-    return gamma, beta, layer.epsilon
-
-
-def _is_int(ids):
-    import torch
-
-    return ids.dtype in (torch.int32, torch.int64)
-
-
-def _projection_covered(layer):
-    """Whether a tied `ReversibleEmbedding(reverse=True)` is `x @ table^T`."""
-    return (
-        layer.tie_weights
-        and layer.reverse_dtype is None
-        and layer.logit_soft_cap is None
-    )
-
-
-def _torch_dense(layer, x):
-    return _dense(x, *_dense_weights(layer))
-
-
-def _torch_layer_norm(layer, x):
-    if not _layer_norm_covered(layer, x.dtype, x.ndim):
-        return None
-    return _layer_norm(x, *_layer_norm_weights(layer))
-
-
-def _torch_embedding(layer, ids):
-    return layer.embeddings.value[ids] if _is_int(ids) else None
-
-
-def _torch_reversible_embedding(layer, x, reverse=False):
-    if not reverse:
-        return None if layer.mask_zero else _torch_embedding(layer, x)
-    if not _projection_covered(layer):
-        return None
-    return x @ layer.embeddings.value.T
+        return normalize
+    if kind in (keras.layers.Embedding, ReversibleEmbedding) and not layer.mask_zero:
+        table = layer.embeddings.value
+        integers = (torch.int32, torch.int64)
+        return lambda ids: table[ids] if ids.dtype in integers else None
+    return None
 
 
 def _torch_call(layer, args, kwargs):
-    """The torch function `layer.call` reaches, or None where not covered."""
+    """`layer.call`'s result through the torch function it reaches, or None
+    where not covered."""
     import torch
 
-    if not args or not isinstance(args[0], torch.Tensor):
+    if len(args) != 1 or not isinstance(args[0], torch.Tensor):
         return None  # e.g. NumPy input: `layer.call` converts it
-    kind = type(layer)
-    if kind is ReversibleEmbedding and len(args) == 1 and set(kwargs) <= {"reverse"}:
-        return _torch_reversible_embedding(layer, args[0], **kwargs)
-    if kwargs or len(args) != 1:
+    if set(kwargs) - {"reverse"} or (kwargs and type(layer) is not ReversibleEmbedding):
         return None
-    if kind is keras.layers.Dense:
-        return _torch_dense(layer, args[0])
-    if kind is keras.layers.LayerNormalization:
-        return _torch_layer_norm(layer, args[0])
-    if kind is keras.layers.Embedding:
-        return _torch_embedding(layer, args[0])
-    return None
+    function = _torch_function(layer, **kwargs)
+    return None if function is None else function(args[0])
 
 
 def call_layer(layer, *args, **kwargs):
@@ -192,29 +165,19 @@ def prepare(layer, reverse=False):
     The weights are those of the moment of preparation: prepare again after
     they change (training, `assign`, quantizing, LoRA).
     """
+    generic = _generic(layer, reverse)
     if not (_torch() and _plain(layer)):
-        return _generic(layer, reverse)
-    kind = type(layer)
-    if reverse:
-        if kind is ReversibleEmbedding and _projection_covered(layer):
-            kernel = layer.embeddings.value.T
-            if kernel.device.type == "cpu":
-                kernel = kernel.contiguous()
-            return lambda x: x @ kernel
-        return _generic(layer, reverse)
-    if kind is keras.layers.Dense:
-        kernel, bias, activation = _dense_weights(layer)
-        return lambda x: _dense(x, kernel, bias, activation)
-    if kind is keras.layers.LayerNormalization and _layer_norm_covered(
-        layer, layer.compute_dtype
-    ):
-        gamma, beta, epsilon = _layer_norm_weights(layer)
-        return lambda x: _layer_norm(x, gamma, beta, epsilon)
-    if kind in (keras.layers.Embedding, ReversibleEmbedding) and not layer.mask_zero:
-        table = layer.embeddings.value
-        generic = _generic(layer, reverse)
-        return lambda ids: table[ids] if _is_int(ids) else generic(ids)
-    return _generic(layer, reverse)
+        return generic
+    function = _torch_function(layer, reverse, copy_projection=True)
+    if function is None:
+        return generic
+    import torch
+
+    def prepared(x):
+        outputs = function(x) if isinstance(x, torch.Tensor) else None
+        return generic(x) if outputs is None else outputs
+
+    return prepared
 
 
 def _generic(layer, reverse):
@@ -276,9 +239,10 @@ def host_index(index):
     every slice and cache write then uses it directly.
     """
     if _torch():
-        start = _host_start(index)
-        if start is not None:
-            return start
+        import torch
+
+        if isinstance(index, torch.Tensor) and index.device.type == "cpu":
+            return int(index)
     return index
 
 
@@ -289,18 +253,6 @@ def softmax_float32(x, axis=-1):
 
         return torch.softmax(x, dim=axis, dtype=torch.float32).to(x.dtype)
     return ops.cast(ops.softmax(ops.cast(x, "float32"), axis=axis), x.dtype)
-
-
-def _host_start(start):
-    """`start` as a Python int where reading it needs no device sync (an int
-    or a CPU scalar tensor), else None (torch)."""
-    import torch
-
-    if isinstance(start, int):
-        return start
-    if isinstance(start, torch.Tensor) and start.device.type == "cpu":
-        return int(start)
-    return None
 
 
 def _index(start, size, device):
@@ -332,8 +284,8 @@ def slice_update(x, axis, start, update, in_place=False):
         update = update.to(x.dtype)
         if not (in_place and not torch.is_grad_enabled()):
             x = x.clone()
-        first, size = _host_start(start), update.shape[axis]
-        if first is not None:
+        first, size = host_index(start), update.shape[axis]
+        if isinstance(first, int):
             x.narrow(axis, first, size).copy_(update)
         else:
             x.index_copy_(axis, _index(start, size, x.device), update)
@@ -344,8 +296,8 @@ def slice_update(x, axis, start, update, in_place=False):
 def slice_rows(x, axis, start, size):
     """`size` entries of `x` along `axis` from `start` (int or scalar tensor)."""
     if _torch():
-        first = _host_start(start)
-        if first is not None:
+        first = host_index(start)
+        if isinstance(first, int):
             return x.narrow(axis, first, size)
         return x.index_select(axis, _index(start, size, x.device))
     sizes = list(ops.shape(x))

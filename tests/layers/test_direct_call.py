@@ -221,12 +221,16 @@ def test_prepared_projection_is_a_contiguous_transpose_on_a_torch_cpu():
     if TORCH:
         import torch
 
-        # The closure holds the `[hidden, vocabulary]` copy it multiplies by.
-        (kernel,) = [
-            cell.cell_contents
-            for cell in prepared.__closure__
-            if isinstance(cell.cell_contents, torch.Tensor)
-        ]
+        # The closures hold the `[hidden, vocabulary]` copy it multiplies by.
+        def held_tensors(function):
+            for cell in function.__closure__ or ():
+                value = cell.cell_contents
+                if isinstance(value, torch.Tensor):
+                    yield value
+                elif callable(value) and hasattr(value, "__closure__"):
+                    yield from held_tensors(value)
+
+        (kernel,) = held_tensors(prepared)
         assert tuple(kernel.shape) == (4, 11) and kernel.is_contiguous()
     x = keras.ops.convert_to_tensor(x)
     table = to_numpy(layer.embeddings)
