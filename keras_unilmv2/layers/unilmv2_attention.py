@@ -31,10 +31,16 @@ def rows_output_shape(hidden_states_shape, output_positions_shape=None):
     return (hidden_states_shape[0], output_positions_shape[1], hidden_states_shape[2])
 
 
+def select_rows(x, positions):
+    """The rows of `x` `[batch, length, ...]` at int `positions` `[batch,
+    rows]`: `[batch, rows, ...]`."""
+    return ops.take_along_axis(x, ops.cast(positions, "int32")[:, :, None], axis=1)
+
+
 def _select_queries(hidden_states, bias, positions):
     """The query rows at `positions` `[batch, rows]`, and their bias rows."""
     positions = ops.cast(positions, "int32")
-    queries = ops.take_along_axis(hidden_states, positions[:, :, None], axis=1)
+    queries = select_rows(hidden_states, positions)
     if bias is not None and bias.shape[2] != 1:  # else shared by all queries
         batch, rows = ops.shape(positions)
         length = ops.shape(hidden_states)[1]

@@ -1,10 +1,10 @@
 """The pretrained masked-LM head, tied to the word embeddings."""
 
 import keras
-from keras import ops
 
 from keras_unilmv2.layers import direct_call as fast
 from keras_unilmv2.layers.direct_call import call_layer
+from keras_unilmv2.layers.unilmv2_attention import select_rows
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -67,10 +67,7 @@ class UniLMv2LMHead(keras.layers.Layer):
 
     def call(self, hidden_states, positions=None):
         if positions is not None:
-            positions = ops.cast(positions, "int32")
-            hidden_states = ops.take_along_axis(
-                hidden_states, positions[:, :, None], axis=1
-            )
+            hidden_states = select_rows(hidden_states, positions)
         # No training-dependent sublayers here: direct calls are exact
         # (and fall back to `__call__` under mixed precision).
         return self._logits(

@@ -1,11 +1,11 @@
 """The post-LayerNorm UniLMv2 (BERT-style) transformer layer."""
 
 import keras
-from keras import ops
 
 from keras_unilmv2.layers import direct_call as fast
 from keras_unilmv2.layers.unilmv2_attention import UniLMv2Attention
 from keras_unilmv2.layers.unilmv2_attention import rows_output_shape
+from keras_unilmv2.layers.unilmv2_attention import select_rows
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -148,9 +148,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
             output_positions=output_positions,
         )
         if output_positions is not None:
-            hidden_states = ops.take_along_axis(
-                hidden_states, ops.cast(output_positions, "int32")[:, :, None], axis=1
-            )
+            hidden_states = select_rows(hidden_states, output_positions)
         attended = self.self_attention_dropout(attended, training=training)
         x = self.self_attention_layer_norm(hidden_states + attended)
         ffn = self.feedforward_intermediate_dense(x)
