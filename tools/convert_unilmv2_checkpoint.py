@@ -39,6 +39,18 @@ def main(argv=None):
         help="keep a fresh pooler when the checkpoint has none (s2s-ft fine-tuned files)",
     )
     parser.add_argument(
+        "--initialize-lm-head",
+        action="store_true",
+        help="keep a fresh MLM head when the checkpoint has none (BERT-layout encoders)",
+    )
+    parser.add_argument(
+        "--relative-position-buckets",
+        type=int,
+        default=None,
+        help="override the config's rel_pos_bins; for a checkpoint without a "
+        "relative-position table the bias starts at zero",
+    )
+    parser.add_argument(
         "--verify", action="append", default=[], help="reference outputs (.npz)"
     )
     parser.add_argument("--atol", type=float, default=1e-4)
@@ -54,6 +66,8 @@ def main(argv=None):
             output_dir=os.path.expanduser(args.output),
             lowercase=not args.cased,
             allow_missing_pooler=args.allow_missing_pooler,
+            initialize_lm_head=args.initialize_lm_head,
+            relative_position_buckets=args.relative_position_buckets,
         )
         results = {}
         for reference in args.verify:

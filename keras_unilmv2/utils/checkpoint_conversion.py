@@ -15,8 +15,9 @@ import re
 import numpy as np
 
 # Tensors that carry no weight of the model, skipped on purpose:
-# the label-smoothing buffer of s2s-ft fine-tuned checkpoints.
-_IGNORED_KEYS = ("crit_mask_lm_smoothed.one_hot",)
+# the label-smoothing buffer of s2s-ft fine-tuned checkpoints and the
+# `position_ids` buffer (0..max_len-1) that Hugging Face BERT files carry.
+_IGNORED_KEYS = ("crit_mask_lm_smoothed.one_hot", "bert.embeddings.position_ids")
 
 
 def load_state_dict(path):
@@ -193,7 +194,13 @@ def _attention_qkv(attention, sd, prefix, hidden_dim):
         sd.pop(prefix + ".key.bias")
 
 
-def convert_state_dict(state_dict, backbone, allow_missing_pooler=False):
+def convert_state_dict(
+    state_dict,
+    backbone,
+    allow_missing_pooler=False,
+    initialize_lm_head=False,
+    initialize_relative_bias=False,
+):
     """Copies a raw UniLMv2 state dict into `backbone` (and its LM head).
 
     Handles the fused `qkv_linear` projection with `q_bias`/`v_bias` (the
@@ -207,9 +214,20 @@ def convert_state_dict(state_dict, backbone, allow_missing_pooler=False):
         backbone: a `UniLMv2Backbone` built with the checkpoint's config.
         allow_missing_pooler: if True, a checkpoint without `bert.pooler.*`
             keeps the backbone's fresh pooler; otherwise that is an error.
+        initialize_lm_head: if True, a checkpoint without `cls.predictions.*`
+            (a BERT-layout encoder shipped without its MLM head, e.g. a
+            sentence-embedding model) keeps the backbone's fresh LM head
+            (it must then be trained, e.g. by continued PMLM pre-training);
+            otherwise a missing head is an error.
+        initialize_relative_bias: if True, a checkpoint without a
+            relative-position table (a plain BERT) converted into a backbone
+            that has one gets an all-zero table: the converted model then
+            computes exactly what the checkpoint computes, and continued
+            pre-training learns the bias.
 
     Returns:
-        A dict report: `{"pooler": "converted" | "initialized"}`.
+        A dict report: `{"pooler": ..., "lm_head": ..., "relative_bias": ...}`,
+        each `"converted"` or `"initialized"`.
 
     Raises:
         ValueError: on a missing or unused tensor, or a shape mismatch.
@@ -241,10 +259,15 @@ def convert_state_dict(state_dict, backbone, allow_missing_pooler=False):
             if sd.has(k)
         ]
         if backbone.relative_position_bias is not None:
-            if not rel_keys:
+            table = backbone.relative_position_bias.bias_table
+            if rel_keys:
+                _assign(table, sd.pop(rel_keys[0]).T, rel_keys[0])
+                report["relative_bias"] = "converted"
+            elif initialize_relative_bias:
+                table.assign(np.zeros(tuple(table.shape), "float32"))
+                report["relative_bias"] = "initialized"
+            else:
                 raise KeyError("bert.encoder.rel_pos_bias.weight")
-            table = sd.pop(rel_keys[0])
-            _assign(backbone.relative_position_bias.bias_table, table.T, rel_keys[0])
 
         for i, layer in enumerate(backbone.transformer_layers):
             p = f"bert.encoder.layer.{i}."
@@ -267,9 +290,17 @@ def convert_state_dict(state_dict, backbone, allow_missing_pooler=False):
             raise KeyError("bert.pooler.dense.weight")
 
         head = backbone.lm_head
-        _dense(head.transform_dense, sd, "cls.predictions.transform.dense")
-        _layer_norm(head.transform_layer_norm, sd, "cls.predictions.transform.LayerNorm")
-        _assign(head.output_bias, sd.pop("cls.predictions.bias"), "cls.predictions.bias")
+        if sd.has("cls.predictions.bias") or not initialize_lm_head:
+            _dense(head.transform_dense, sd, "cls.predictions.transform.dense")
+            _layer_norm(
+                head.transform_layer_norm, sd, "cls.predictions.transform.LayerNorm"
+            )
+            _assign(
+                head.output_bias, sd.pop("cls.predictions.bias"), "cls.predictions.bias"
+            )
+            report["lm_head"] = "converted"
+        else:
+            report["lm_head"] = "initialized"
     except KeyError as e:
         key = e.args[0]
         hint = ""
@@ -282,7 +313,14 @@ def convert_state_dict(state_dict, backbone, allow_missing_pooler=False):
         elif "rel_pos_bias" in key:
             hint = (
                 " The config asks for a relative-position bias "
-                "(`rel_pos_bins` > 0) that the checkpoint does not have."
+                "(`rel_pos_bins` > 0) that the checkpoint does not have; pass "
+                "`initialize_relative_bias=True` (`--initialize-relative-bias`) "
+                "to start it at zero."
+            )
+        elif key.startswith("cls.predictions"):
+            hint = (
+                " The checkpoint has no MLM head; pass `initialize_lm_head=True` "
+                "(`--initialize-lm-head`) to keep a fresh one and train it."
             )
         raise ValueError(
             f"The checkpoint is missing the tensor {key!r}.{hint}"
@@ -327,6 +365,8 @@ def convert_checkpoint(
     output_dir,
     lowercase=True,
     allow_missing_pooler=False,
+    initialize_lm_head=False,
+    relative_position_buckets=None,
     dtype="float32",
 ):
     """Converts a released UniLMv2 checkpoint into a preset directory.
@@ -338,7 +378,11 @@ def convert_checkpoint(
         output_dir: the preset directory to write. It must not exist or be
             empty: a converter never overwrites what a user saved.
         lowercase: False for cased checkpoints.
-        allow_missing_pooler: see `convert_state_dict`.
+        allow_missing_pooler, initialize_lm_head: see `convert_state_dict`.
+        relative_position_buckets: if given, overrides the config's
+            `rel_pos_bins`. A positive value for a checkpoint without a
+            relative-position table (a plain BERT) adds one, initialised to
+            zero (see `convert_state_dict`'s `initialize_relative_bias`).
         dtype: dtype of the saved weights.
 
     Returns:
@@ -359,6 +403,8 @@ def convert_checkpoint(
         with open(config) as f:
             config = json.load(f)
     kwargs = backbone_kwargs_from_config(config)
+    if relative_position_buckets is not None:
+        kwargs["relative_position_buckets"] = relative_position_buckets
     backbone = UniLMv2Backbone(**kwargs, dtype=dtype)
     tokenizer = UniLMv2Tokenizer(vocabulary=os.fspath(vocabulary), lowercase=lowercase)
     if tokenizer.vocabulary_size() != kwargs["vocabulary_size"]:
@@ -367,7 +413,11 @@ def convert_checkpoint(
             f"config's vocab_size is {kwargs['vocabulary_size']}."
         )
     report = convert_state_dict(
-        load_state_dict(checkpoint), backbone, allow_missing_pooler
+        load_state_dict(checkpoint),
+        backbone,
+        allow_missing_pooler=allow_missing_pooler,
+        initialize_lm_head=initialize_lm_head,
+        initialize_relative_bias=relative_position_buckets is not None,
     )
     os.makedirs(output_dir, exist_ok=True)
     backbone.save_to_preset(output_dir)
@@ -383,7 +433,7 @@ def convert_checkpoint(
                     if k in config
                 },
                 "lowercase": lowercase,
-                "pooler": report["pooler"],
+                **report,
             }
         },
     )

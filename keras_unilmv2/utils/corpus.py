@@ -1,14 +1,46 @@
-"""Offline text corpora: the Python documentation's reStructuredText sources.
+"""Offline English text corpora from Debian documentation packages.
 
-Debian's `python3.11-doc` package installs the sources of the Python
-documentation (`/usr/share/doc/python3.11/html/_sources/**/*.rst.txt`,
-about 11 MB of English). `python_docs_paragraphs` turns them into plain-text
-paragraphs, deterministically, for pre-training and for the demo data sets.
+- Debian's `python3.11-doc` package installs the sources of the Python
+  documentation (`/usr/share/doc/python3.11/html/_sources/**/*.rst.txt`,
+  about 11 MB of English). `python_docs_paragraphs` turns them into
+  plain-text paragraphs, deterministically, for pre-training and for the
+  demo data sets.
+- `debian-handbook` (The Debian Administrator's Handbook) and
+  `debian-reference-en` (the Debian Reference) install HTML books;
+  `html_paragraphs` extracts their prose (`<p>` elements).
+
+The system's man pages, GNU info manuals and `/usr/share/common-licenses`
+are held-out evaluation text of this project: `check_not_heldout` refuses
+them as training input.
 """
 
 import glob
+import html.parser
 import os
 import re
+
+HELDOUT_ROOTS = ("/usr/share/man", "/usr/share/info", "/usr/share/common-licenses")
+
+DEBIAN_HANDBOOK_HTML = "/usr/share/doc/debian-handbook/html/en-US"
+DEBIAN_REFERENCE_HTML = "/usr/share/debian-reference"
+
+# name -> (folder, file pattern, Debian package that installs it)
+HTML_BOOKS = {
+    "debian-handbook": (DEBIAN_HANDBOOK_HTML, "*.html", "debian-handbook"),
+    "debian-reference": (DEBIAN_REFERENCE_HTML, "*.en.html", "debian-reference-en"),
+}
+
+
+def check_not_heldout(path):
+    """Raises ValueError for a path inside the held-out evaluation text."""
+    real = os.path.realpath(os.fspath(path))
+    for root in HELDOUT_ROOTS:
+        if real == root or real.startswith(root + os.sep):
+            raise ValueError(
+                f"{os.fspath(path)!r} is held-out evaluation text ({root}: the "
+                "man pages, GNU info manuals and common licenses are never "
+                "training data in this project)."
+            )
 
 PYTHON_DOCS_SOURCES = "/usr/share/doc/python3.11/html/_sources"
 
@@ -89,4 +121,97 @@ def python_docs_paragraphs(root=PYTHON_DOCS_SOURCES, min_words=8):
             text = f.read()
         relative = os.path.relpath(path, root)
         for paragraph in rst_paragraphs(text, min_words=min_words):
+            yield relative, paragraph
+
+
+class _ParagraphParser(html.parser.HTMLParser):
+    """Collects the text of paragraphs (`<p>`, and DocBook's
+    `<div class="para">`), skipping code blocks, scripts and index terms."""
+
+    _SKIP = {"pre", "script", "style"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.paragraphs = []
+        self._current = None
+        self._skip = []  # open tags whose content is dropped
+        self._div_depth = 0  # open divs inside a `div.para` paragraph
+
+    def handle_starttag(self, tag, attrs):
+        classes = (dict(attrs).get("class") or "").split()
+        if self._skip:
+            if tag == self._skip[-1]:
+                self._skip.append(tag)
+            return
+        if tag in self._SKIP or "indexterm" in classes:
+            self._skip.append(tag)
+            if self._current is not None:
+                self._current.append(" ")
+        elif tag == "p" and not self._div_depth:
+            self._flush()
+            self._current = []
+        elif tag == "div":
+            if self._div_depth:
+                self._div_depth += 1
+            elif "para" in classes:
+                self._flush()
+                self._current = []
+                self._div_depth = 1
+
+    def handle_endtag(self, tag):
+        if self._skip:
+            if tag == self._skip[-1]:
+                self._skip.pop()
+            return
+        if tag == "p" and not self._div_depth:
+            self._flush()
+        elif tag == "div" and self._div_depth:
+            self._div_depth -= 1
+            if not self._div_depth:
+                self._flush()
+
+    def handle_data(self, data):
+        if self._current is not None and not self._skip:
+            self._current.append(data)
+
+    def _flush(self):
+        if self._current is not None:
+            self.paragraphs.append(" ".join("".join(self._current).split()))
+        self._current = None
+
+    def close(self):
+        super().close()
+        self._flush()
+
+
+def html_paragraphs(text, min_words=8):
+    """Plain-text paragraphs (the `<p>` elements) of one HTML document.
+
+    Code blocks (`<pre>`) are dropped, inline code kept; paragraphs shorter
+    than `min_words` words are skipped.
+    """
+    parser = _ParagraphParser()
+    parser.feed(text)
+    parser.close()
+    return [p for p in parser.paragraphs if len(p.split()) >= min_words]
+
+
+def html_book_paragraphs(name, min_words=8):
+    """Yields `(relative_path, paragraph)` for an HTML book of `HTML_BOOKS`."""
+    if name not in HTML_BOOKS:
+        raise ValueError(
+            f"Unknown book {name!r}; expected one of {sorted(HTML_BOOKS)}."
+        )
+    root, pattern, package = HTML_BOOKS[name]
+    files = sorted(glob.glob(os.path.join(root, pattern)))
+    if not files:
+        raise ValueError(
+            f"No {pattern} files under {root!r}. Install the book with "
+            f"`apt-get install {package}`."
+        )
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        relative = os.path.relpath(path, root)
+        for paragraph in html_paragraphs(text, min_words=min_words):
             yield relative, paragraph
