@@ -402,6 +402,14 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
                 array = None
             if array is None or array.dtype == object:
                 return tf.ragged.constant(x)
+            if array.size == 0:
+                if array.ndim < 2:
+                    raise ValueError(
+                        "`x` is an empty batch; it must hold at least one "
+                        f"string (or token id). Received: x={x!r}"
+                    )
+                # Rows without tokens (e.g. the tokens of `[""]`).
+                array = array.astype("int32")
             x = array
         if not isinstance(x, np.ndarray):
             if not keras.ops.is_tensor(x):

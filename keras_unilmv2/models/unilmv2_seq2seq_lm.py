@@ -3,6 +3,7 @@
 import functools
 
 import keras
+import keras_hub
 import numpy as np
 from keras import ops
 from keras_hub.models import Seq2SeqLM
@@ -14,6 +15,8 @@ from keras_unilmv2.models.unilmv2_backbone import repeat_to_batch
 from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
     UniLMv2Seq2SeqLMPreprocessor,
 )
+from keras_unilmv2.utils.checks import check_sampler
+from keras_unilmv2.utils.checks import check_stop_token_ids
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 
@@ -224,6 +227,21 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
             jit_compile=jit_compile,
             **kwargs,
         )
+        check_sampler(self.sampler, self.backbone.vocabulary_size)
+
+    def generate(self, inputs, max_length=None, stop_token_ids="auto", **kwargs):
+        """Generates target text for source `inputs`; see
+        `keras_hub.models.Seq2SeqLM.generate`.
+
+        A task that was never compiled (e.g. `compile=False`) generates with
+        the default `"greedy"` sampler. `stop_token_ids` is `"auto"` (the
+        `[SEP]` id), `None` or a non-empty list of ids; anything else, and
+        an empty batch of inputs, raises a `ValueError`.
+        """
+        check_stop_token_ids(stop_token_ids, self.backbone.vocabulary_size)
+        return super().generate(
+            inputs, max_length=max_length, stop_token_ids=stop_token_ids, **kwargs
+        )
 
     def make_generate_function(self):
         """The generation function: compiled with XLA on TensorFlow too (see
@@ -235,6 +253,11 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         tensors are inference tensors: convert them (as `generate` does)
         before modifying them in place outside inference mode.
         """
+        if getattr(self, "sampler", None) is None:
+            # Never compiled (`compile=False`): generate with the default.
+            self.sampler = keras_hub.samplers.get("greedy")
+            self.generate_function = None
+        check_sampler(self.sampler, self.backbone.vocabulary_size)
         if self.generate_function is not None:
             return self.generate_function
         backend = keras.config.backend()

@@ -131,6 +131,15 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
 
     def _tokenize(self, inputs, name):
         tf = _tf()
+        if isinstance(inputs, (list, tuple)) and not inputs or (
+            hasattr(inputs, "shape")
+            and getattr(inputs.shape, "rank", len(inputs.shape)) != 0
+            and 0 in tuple(inputs.shape)[:1]
+        ):
+            raise ValueError(
+                f"`{name}` is an empty batch; it must hold at least one "
+                f"string. Received: {name}={inputs!r}"
+            )
         if isinstance(inputs, str) or (
             isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str)
         ):
@@ -170,6 +179,38 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         if tokens.shape.rank == 1:
             return tf.RaggedTensor.from_tensor(tokens[None, :]), True
         return tf.RaggedTensor.from_tensor(tokens), False
+
+    @staticmethod
+    def _check_batch_sizes(source, target, source_unbatched, target_unbatched):
+        """One target per source: same batch size, both batched or not."""
+        tf = _tf()
+        message = (
+            "`encoder_text` and `decoder_text` must hold the same number of "
+            "examples (one target text per source text)"
+        )
+        if source_unbatched != target_unbatched:
+            raise ValueError(
+                f"{message}; received one "
+                f"{'unbatched' if source_unbatched else 'batched'} "
+                "`encoder_text` and one "
+                f"{'unbatched' if target_unbatched else 'batched'} "
+                "`decoder_text`."
+            )
+        if tf.executing_eagerly():
+            sizes = int(source.nrows()), int(target.nrows())
+            if sizes[0] != sizes[1]:
+                raise ValueError(
+                    f"{message}. Received: {sizes[0]} encoder texts and "
+                    f"{sizes[1]} decoder texts."
+                )
+            return source, target
+        # Inside tf.data / tf.function: fails at run time with
+        # `tf.errors.InvalidArgumentError`.
+        check = tf.debugging.assert_equal(
+            source.nrows(), target.nrows(), message=message
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(source), tf.identity(target)
 
     def _pack_source(self, tokens):
         tf = _tf()
@@ -259,7 +300,12 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
                 "'decoder_text'; pass no `y` or `sample_weight`."
             )
         source_tokens, unbatched = self._as_batch(self._tokenize(x["encoder_text"], "encoder_text"))
-        target_tokens, _ = self._as_batch(self._tokenize(x["decoder_text"], "decoder_text"))
+        target_tokens, target_unbatched = self._as_batch(
+            self._tokenize(x["decoder_text"], "decoder_text")
+        )
+        source_tokens, target_tokens = self._check_batch_sizes(
+            source_tokens, target_tokens, unbatched, target_unbatched
+        )
         source, num_source = self._pack_source(source_tokens)
         labels, num_target = self._pack_target(target_tokens, self.decoder_sequence_length)
         source, target, pseudo = self._noise(source, labels, num_source, num_target)

@@ -11,8 +11,16 @@ from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     UniLMv2TextClassifierPreprocessor,
 )
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
+    check_segment_batches,
+)
+from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     in_tf_graph,
 )
+from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import is_text
+from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
+    standardize_segments,
+)
+from keras_unilmv2.utils.jax_guard import keep_weights_on_error
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 try:
@@ -277,27 +285,66 @@ class UniLMv2TextClassifier(PresetMixin, TextClassifier):
                 self._check_labels_eager(y)
         return super().preprocess_samples(x, y=y, sample_weight=sample_weight)
 
+    def _check_text(self, x):
+        """Raw text for the preprocessor: eager batch checks up front."""
+        if self.preprocessor is None:
+            return
+        segments = x if isinstance(x, tuple) else (x,)
+        if isinstance(x, list) and not x:
+            segments = (x,)
+        elif not all(is_text(s) or _is_array_like(s) for s in segments):
+            return
+        check_segment_batches(
+            standardize_segments(x, owner="UniLMv2TextClassifier"),
+            owner="UniLMv2TextClassifier",
+        )
+
     def fit(self, x=None, y=None, batch_size=None, sample_weight=None,
             validation_data=None, **kwargs):
+        """`keras.Model.fit`, with the text and the labels checked first.
+
+        On JAX, a failure at the first step (e.g. a bad label found inside
+        a `tf.data` pipeline) leaves the weights as they were.
+        """
+        self._check_text(x)
         self._check_labels_eager(y)
         if isinstance(validation_data, tuple) and len(validation_data) >= 2:
+            self._check_text(validation_data[0])
             self._check_labels_eager(validation_data[1])
-        return super().fit(
-            x=x,
-            y=y,
-            batch_size=batch_size,
-            sample_weight=sample_weight,
-            validation_data=validation_data,
-            **kwargs,
+        return keep_weights_on_error(
+            self,
+            super().fit,
+            dict(
+                x=x,
+                y=y,
+                batch_size=batch_size,
+                sample_weight=sample_weight,
+                validation_data=validation_data,
+                **kwargs,
+            ),
         )
 
     def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None,
                  **kwargs):
+        """`keras.Model.evaluate`, with the text and the labels checked
+        first (weights kept on a failure at the first step on JAX)."""
+        self._check_text(x)
         self._check_labels_eager(y)
-        return super().evaluate(
-            x=x, y=y, batch_size=batch_size, sample_weight=sample_weight,
-            **kwargs,
+        return keep_weights_on_error(
+            self,
+            super().evaluate,
+            dict(
+                x=x, y=y, batch_size=batch_size, sample_weight=sample_weight,
+                **kwargs,
+            ),
         )
+
+    def predict(self, x=None, batch_size=None, **kwargs):
+        """`keras.Model.predict`, with raw text checked first (an empty
+        batch or a pair with sides of different sizes raises a
+        `ValueError`)."""
+        self._check_text(x)
+        return super().predict(x=x, batch_size=batch_size, **kwargs)
 
     def get_config(self):
         config = super().get_config()

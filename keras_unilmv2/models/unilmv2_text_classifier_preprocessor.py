@@ -98,6 +98,50 @@ def standardize_segments(x, max_segments=2, owner="The preprocessor"):
     return tuple(segments)
 
 
+def _eager_batch_size(segment):
+    """The number of texts in an eager batch; None for one text or unknown."""
+    if isinstance(segment, (str, bytes)):
+        return None
+    if isinstance(segment, (list, tuple)):
+        return len(segment)
+    shape = getattr(segment, "shape", None)
+    if shape is None:
+        return None
+    shape = tuple(shape)
+    if not shape:
+        return None
+    return shape[0] if isinstance(shape[0], int) else None
+
+
+def check_segment_batches(segments, owner="The preprocessor"):
+    """Eager batches of text: not empty, and a pair's sides the same size.
+
+    Raises a `ValueError` naming the segment and the sizes. Scalars and
+    symbolic tensors (inside `tf.data`) are left to the packer.
+    """
+    sizes = [_eager_batch_size(segment) for segment in segments]
+    for index, size in enumerate(sizes):
+        if size == 0:
+            raise ValueError(
+                f"{owner} received an empty batch of texts (segment "
+                f"{index}); it needs at least one string. Received: "
+                f"{segments[index]!r}"
+            )
+    if len(segments) > 1 and None not in sizes and len(set(sizes)) > 1:
+        raise ValueError(
+            f"{owner} received a pair `(first, second)` whose sides hold "
+            f"different numbers of texts: {sizes}. Each example needs one "
+            "first and one second text."
+        )
+    if len(segments) > 1 and len({size is None for size in sizes}) > 1:
+        raise ValueError(
+            f"{owner} received a pair mixing one text and a batch of texts "
+            f"(sizes {sizes}, None meaning a single string). Pass both "
+            "sides as strings or both as batches of the same size."
+        )
+    return segments
+
+
 class SegmentTupleCallMixin:
     """Keeps a tuple of text segments together when the layer is called.
 
@@ -204,4 +248,8 @@ class UniLMv2TextClassifierPreprocessor(
         segments = standardize_segments(
             x, owner="UniLMv2TextClassifierPreprocessor"
         )
+        if not in_tf_graph():
+            check_segment_batches(
+                segments, owner="UniLMv2TextClassifierPreprocessor"
+            )
         return super().call(segments, y=y, sample_weight=sample_weight)

@@ -7,7 +7,9 @@ import keras
 from keras.src.saving import serialization_lib
 from keras_hub.tokenizers import WordPieceTokenizer
 
+from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.preset_utils import PresetMixin
+from keras_unilmv2.utils.text import assert_utf8_tf
 from keras_unilmv2.utils.text import map_strings
 from keras_unilmv2.utils.text import normalize_text
 from keras_unilmv2.utils.text import normalize_text_tf
@@ -89,9 +91,16 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
             written inside input strings (e.g. `"[MASK]"`) are kept whole and
             mapped to their ids instead of being split and lowercased.
             Defaults to `False`.
+        sequence_length: int >= 1 or `None` (the default, no padding).
+            If set, outputs are padded with 0 or truncated to this length.
         **kwargs: other arguments of
-            `keras_hub.tokenizers.WordPieceTokenizer`, such as
-            `sequence_length`, `dtype` or `split`.
+            `keras_hub.tokenizers.WordPieceTokenizer`, such as `dtype` or
+            `split`.
+
+    Text must be valid UTF-8: a byte string that is not raises a
+    `ValueError` eagerly and makes a `tf.data` pipeline fail with
+    `tf.errors.InvalidArgumentError` (both say "valid UTF-8"); nothing is
+    silently replaced by `[UNK]`.
 
     Examples:
     ```python
@@ -132,8 +141,13 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
         lowercase=True,
         strip_accents=None,
         special_tokens_in_strings=False,
+        sequence_length=None,
         **kwargs,
     ):
+        if sequence_length is not None:
+            sequence_length = check_int(
+                "sequence_length", sequence_length, 1, " or None"
+            )
         if not isinstance(lowercase, bool):
             raise TypeError(
                 "`lowercase` must be a bool (True for uncased vocabularies, "
@@ -172,6 +186,7 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
             strip_accents=False,
             oov_token=UNK_TOKEN,
             special_tokens_in_strings=special_tokens_in_strings,
+            sequence_length=sequence_length,
             **kwargs,
         )
 
@@ -231,7 +246,7 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
                     "to run inside tf.data or a tf.function. Run `pip "
                     "install tensorflow tensorflow-text`."
                 )
-            inputs = self._normalize_tf(inputs, special_tokens)
+            inputs = self._normalize_tf(assert_utf8_tf(inputs), special_tokens)
         else:
             inputs = map_strings(
                 inputs,

@@ -18,3 +18,77 @@ def check_int(name, value, minimum, hint=""):
             f"Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_sampler(sampler, vocabulary_size=None):
+    """Checks the settings of a keras-hub sampler instance, or raises.
+
+    Looks at the attributes the built-in samplers have: `k` (top-k and
+    contrastive: an integer in [1, vocabulary_size]), `p` (top-p: a number
+    in (0, 1]), `num_beams` (an integer >= 1) and `temperature` (> 0).
+    Raises a `ValueError` naming the sampler, the setting and its value.
+    """
+    name = type(sampler).__name__
+    k = getattr(sampler, "k", None)
+    if k is not None:
+        top = "" if vocabulary_size is None else f" and <= {vocabulary_size}"
+        if (
+            isinstance(k, bool)
+            or not isinstance(k, numbers.Integral)
+            or k < 1
+            or (vocabulary_size is not None and k > vocabulary_size)
+        ):
+            raise ValueError(
+                f"`{name}.k` (the number of candidate tokens) must be an "
+                f"integer >= 1{top} (the vocabulary size). Received: k={k!r}"
+            )
+    p = getattr(sampler, "p", None)
+    if p is not None and (
+        isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p <= 1
+    ):
+        raise ValueError(
+            f"`{name}.p` (the nucleus probability) must be a number in "
+            f"(0, 1]. Received: p={p!r}"
+        )
+    num_beams = getattr(sampler, "num_beams", None)
+    if num_beams is not None:
+        check_int(f"{name}.num_beams", num_beams, 1)
+    temperature = getattr(sampler, "temperature", None)
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, numbers.Real)
+        or not temperature > 0
+    ):
+        raise ValueError(
+            f"`{name}.temperature` must be a number > 0. "
+            f"Received: temperature={temperature!r}"
+        )
+    return sampler
+
+
+def check_stop_token_ids(stop_token_ids, vocabulary_size=None):
+    """`None`, `"auto"` or a non-empty list/tuple of token ids, or raises."""
+    if stop_token_ids is None or (
+        isinstance(stop_token_ids, str) and stop_token_ids == "auto"
+    ):
+        return stop_token_ids
+    expected = (
+        '`stop_token_ids` must be "auto" (the end token), None (generate '
+        "until `max_length`) or a non-empty list or tuple of token ids"
+    )
+    if vocabulary_size is not None:
+        expected += f" in [0, {vocabulary_size})"
+    if not isinstance(stop_token_ids, (list, tuple)) or not stop_token_ids:
+        raise ValueError(f"{expected}. Received: stop_token_ids={stop_token_ids!r}")
+    for token in stop_token_ids:
+        if (
+            isinstance(token, bool)
+            or not isinstance(token, numbers.Integral)
+            or token < 0
+            or (vocabulary_size is not None and token >= vocabulary_size)
+        ):
+            raise ValueError(
+                f"{expected}. Received: stop_token_ids={stop_token_ids!r} "
+                f"(bad id: {token!r})"
+            )
+    return stop_token_ids

@@ -14,13 +14,18 @@ from keras_unilmv2.utils.corpus import rst_paragraphs
 TEXT_SUFFIXES = (".txt", ".text")
 
 
-def read_texts(paths, min_words=4):
+def read_texts(paths, min_words=4, max_non_text=0.05):
     """Documents from files and folders, in a deterministic order.
 
     A `.rst.txt` file yields its prose paragraphs (see
     `keras_unilmv2.utils.corpus.rst_paragraphs`); any other text file one
     document per non-empty line. Folders are searched recursively for
     `*.txt` files, in sorted order.
+
+    Files are read as UTF-8. A corpus that is mostly not text is refused
+    with a `ValueError`: when more than `max_non_text` (default 5%) of its
+    non-space characters are undecodable bytes or control characters (a
+    binary file or another encoding), rather than training on noise.
     """
     files = []
     for path in paths:
@@ -38,9 +43,16 @@ def read_texts(paths, min_words=4):
     if not files:
         raise ValueError(f"No text files found in {list(paths)!r}.")
     texts = []
+    non_text, total, worst = 0, 0, (0.0, None)
     for name in files:
-        with open(name, encoding="utf-8", errors="replace") as f:
-            content = f.read()
+        with open(name, "rb") as f:
+            raw = f.read()
+        content = raw.decode("utf-8", errors="replace")
+        bad = _count_non_text(content, raw)
+        size = sum(1 for char in content if not char.isspace())
+        non_text, total = non_text + bad, total + size
+        if size and bad / size > worst[0]:
+            worst = (bad / size, name)
         if name.endswith(".rst.txt"):
             texts += rst_paragraphs(content, min_words=min_words)
         else:
@@ -49,9 +61,31 @@ def read_texts(paths, min_words=4):
                 for line in content.splitlines()
                 if len(line.split()) >= min_words
             ]
+    if total and non_text / total > max_non_text:
+        raise ValueError(
+            "The input does not look like UTF-8 text: "
+            f"{non_text / total:.0%} of its {total} non-space characters "
+            "are undecodable bytes or control characters (the limit is "
+            f"`max_non_text`={max_non_text:.0%}; the worst file is "
+            f"{worst[1]!r}, {worst[0]:.0%}). Pass UTF-8 text files. "
+            f"Received: paths={list(paths)!r}"
+        )
     if not texts:
         raise ValueError(f"The input files hold no document of >= {min_words} words.")
     return texts
+
+
+def _count_non_text(content, raw):
+    """Characters of `content` (decoded from `raw` with replacement) that
+    are not text: U+FFFD from undecodable bytes and control characters
+    other than tab, newline and carriage return."""
+    replaced = content.count("\ufffd") - raw.count("\ufffd".encode("utf-8"))
+    controls = sum(
+        1
+        for char in content
+        if (char < " " and char not in "\t\n\r") or "\x7f" <= char <= "\x9f"
+    )
+    return max(replaced, 0) + controls
 
 
 def split_heldout(texts, every=50):

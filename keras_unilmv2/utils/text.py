@@ -85,15 +85,58 @@ def normalize_text_tf(text, lowercase, strip_accents):
     return text
 
 
+def decode_utf8(value):
+    """`bytes` -> `str`, or a `ValueError` if `value` is not valid UTF-8.
+
+    Inputs must be UTF-8 text: eagerly and inside `tf.data` alike (see
+    `assert_utf8_tf`), invalid bytes are an error, never silently replaced.
+    """
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            "Text inputs must be valid UTF-8. Received a byte string with "
+            f"an invalid byte at position {e.start}: {value[:80]!r}"
+            f"{'...' if len(value) > 80 else ''}. Decode your text first, "
+            "e.g. `data.decode('latin-1')`, or drop such examples."
+        ) from None
+
+
+UTF8_ERROR = (
+    "Text inputs must be valid UTF-8; the batch holds an invalid byte "
+    "string. Decode your text first or drop such examples."
+)
+
+
+def assert_utf8_tf(inputs):
+    """A string tensor checked to be valid UTF-8 (graph mode).
+
+    The returned tensor fails at run time with
+    `tf.errors.InvalidArgumentError` (message `UTF8_ERROR`) when a string
+    is not valid UTF-8, the graph counterpart of `decode_utf8`.
+    """
+    if isinstance(inputs, tf.RaggedTensor):
+        return inputs.with_flat_values(assert_utf8_tf(inputs.flat_values))
+    inputs = tf.convert_to_tensor(inputs)
+    repaired = tf.strings.unicode_transcode(
+        inputs, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
+    )
+    valid = tf.reduce_all(tf.equal(repaired, inputs))
+    check = tf.debugging.Assert(valid, [UTF8_ERROR])
+    with tf.control_dependencies([check]):
+        return tf.identity(inputs)
+
+
 def map_strings(inputs, fn):
     """Apply `fn` to every string of a (nested) eager input.
 
     Strings, bytes, lists, tuples, NumPy arrays and eager TensorFlow tensors
     come back as Python strings in nested lists of the same structure;
     anything else is returned unchanged for the base class to reject.
+    Byte strings that are not valid UTF-8 raise a `ValueError`.
     """
     if isinstance(inputs, bytes):
-        return fn(inputs.decode("utf-8"))
+        return fn(decode_utf8(inputs))
     if isinstance(inputs, str):
         return fn(inputs)
     if tf is not None and isinstance(inputs, tf.RaggedTensor):
