@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras_hub.models import MaskedLM
 
+from keras_unilmv2.models.fine_tuning import FineTuningMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_masked_lm_preprocessor import (
     UniLMv2MaskedLMPreprocessor,
@@ -23,7 +24,7 @@ def _softmax(logits):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2MaskedLM(PresetMixin, MaskedLM):
+class UniLMv2MaskedLM(PresetMixin, FineTuningMixin, MaskedLM):
     """UniLMv2 masked language model.
 
     Predicts the tokens at `mask_positions` with the pretrained LM head that

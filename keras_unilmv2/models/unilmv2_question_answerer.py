@@ -4,6 +4,7 @@ import keras
 from keras import ops
 from keras_hub.models import Task
 
+from keras_unilmv2.models.fine_tuning import FineTuningMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_question_answerer_preprocessor import (
     MODEL_INPUTS,
@@ -33,7 +34,7 @@ def _is_raw_text(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2QuestionAnswerer(PresetMixin, Task):
+class UniLMv2QuestionAnswerer(PresetMixin, FineTuningMixin, Task):
     """UniLMv2 for extractive question answering (SQuAD 1.1 and 2.0).
 
     A dense layer with two outputs over the backbone's token states gives a
@@ -126,8 +127,6 @@ class UniLMv2QuestionAnswerer(PresetMixin, Task):
         of start and end slots predicted exactly). Any argument other than
         `"auto"` overrides its default.
         """
-        if optimizer == "auto":
-            optimizer = keras.optimizers.Adam(5e-5)
         if loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         if metrics == "auto":

@@ -10,6 +10,7 @@ from keras_hub.models import Seq2SeqLM
 
 from keras_unilmv2.layers import direct_call as fast
 from keras_unilmv2.layers.direct_call import call_layer
+from keras_unilmv2.models.fine_tuning import FineTuningMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_backbone import repeat_to_batch
 from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
@@ -100,7 +101,7 @@ def extend_position_embeddings(backbone, max_sequence_length):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
+class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
     """UniLMv2 sequence-to-sequence LM (s2s-ft pseudo-mask fine-tuning).
 
     One encoder stack generates: training lays out
@@ -204,8 +205,6 @@ class UniLMv2Seq2SeqLM(PresetMixin, Seq2SeqLM):
         (`tools/benchmark_generate.py`).
         """
         self._jit_generate = jit_compile is not False
-        if optimizer == "auto":
-            optimizer = keras.optimizers.AdamW(5e-5, weight_decay=0.01, clipnorm=1.0)
         if loss == "auto":
             pad = 0
             if self.preprocessor is not None:

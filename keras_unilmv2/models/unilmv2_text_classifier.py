@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras_hub.models import TextClassifier
 
+from keras_unilmv2.models.fine_tuning import FineTuningMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     UniLMv2TextClassifierPreprocessor,
@@ -63,7 +64,7 @@ def _is_array_like(value):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2TextClassifier(PresetMixin, TextClassifier):
+class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
     """UniLMv2 for sentence (or sentence-pair) classification and regression.
 
     The head of the reference `UniLMForSequenceClassification`: the

@@ -46,3 +46,85 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "total_steps": self.total_steps,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_unilmv2")
+class FineTuningSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Warm-up and linear decay over each `fit` call: s2s-ft's schedule,
+    sized by the task.
+
+    The rate rises linearly from 0 to `peak_learning_rate` over the first
+    `warmup_fraction` of a `fit` call's steps and decays linearly to 0 at its
+    last step (s2s-ft: warm-up, then linear decay to 0 at
+    `num_training_steps`). The tasks' default optimizers carry one, and their
+    `fit` sizes it with `plan(first_step, steps)` from the epochs and the
+    steps per epoch, so a user never counts steps. Until it is planned (or
+    when `fit` cannot know its length, e.g. an unsized dataset without
+    `steps_per_epoch`) it is the constant `peak_learning_rate`.
+
+    Args:
+        peak_learning_rate: float > 0.
+        warmup_fraction: float in [0, 1), the share of a `fit` call's steps
+            spent warming up.
+        first_step, warmup_steps, total_steps: the plan (set by `plan`).
+
+    Example:
+    >>> schedule = FineTuningSchedule(1e-4, warmup_fraction=0.1)
+    >>> schedule.plan(first_step=0, steps=100)
+    >>> [round(float(schedule(s)), 6) for s in (0, 5, 10, 55, 100)]
+    [0.0, 5e-05, 0.0001, 5e-05, 0.0]
+    """
+
+    def __init__(
+        self,
+        peak_learning_rate,
+        warmup_fraction=0.1,
+        first_step=0,
+        warmup_steps=0,
+        total_steps=None,
+    ):
+        if not peak_learning_rate > 0:
+            raise ValueError(
+                "`peak_learning_rate` must be > 0. Received: "
+                f"peak_learning_rate={peak_learning_rate!r}"
+            )
+        if not 0 <= warmup_fraction < 1:
+            raise ValueError(
+                "`warmup_fraction` must be in [0, 1). Received: "
+                f"warmup_fraction={warmup_fraction!r}"
+            )
+        self.peak_learning_rate = float(peak_learning_rate)
+        self.warmup_fraction = float(warmup_fraction)
+        self.first_step = int(first_step)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = None if total_steps is None else int(total_steps)
+
+    def plan(self, first_step, steps):
+        """Spans warm-up and decay over `steps` steps from `first_step`
+        (`None` steps: the constant peak rate)."""
+        self.first_step = int(first_step)
+        if steps is None:
+            self.warmup_steps, self.total_steps = 0, None
+            return
+        steps = max(int(steps), 1)
+        self.total_steps = steps
+        self.warmup_steps = min(int(round(self.warmup_fraction * steps)), steps - 1)
+
+    def __call__(self, step):
+        if self.total_steps is None:
+            return ops.convert_to_tensor(self.peak_learning_rate, "float32")
+        step = ops.cast(step, "float32") - float(self.first_step)
+        warmup = float(max(self.warmup_steps, 1))
+        up = step / warmup
+        down = (self.total_steps - step) / float(self.total_steps - self.warmup_steps)
+        factor = ops.where(step < self.warmup_steps, up, down)
+        return self.peak_learning_rate * ops.clip(factor, 0.0, 1.0)
+
+    def get_config(self):
+        return {
+            "peak_learning_rate": self.peak_learning_rate,
+            "warmup_fraction": self.warmup_fraction,
+            "first_step": self.first_step,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+        }

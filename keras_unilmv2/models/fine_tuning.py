@@ -1,0 +1,230 @@
+"""What the fine-tuning tasks share: the default optimizer and its
+fit-sized learning-rate schedule, per-epoch shuffling, and `from_preset`
+keywords for the preprocessor.
+
+The defaults follow s2s-ft's fine-tuning recipe (`run_seq2seq.py`): AdamW
+with weight decay 0.01 (none on biases and LayerNorm), gradient clipping at
+norm 1.0, a linear warm-up over the first 10% of the steps and a linear
+decay to 0 at the last step. Each task sets its peak rate
+(`default_learning_rate`); the README's "Fine-tuning defaults" section
+gives the measurements behind them.
+"""
+
+import inspect
+import math
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_unilmv2.utils.schedules import FineTuningSchedule
+
+WARMUP_FRACTION = 0.1
+
+
+def default_optimizer(learning_rate, warmup_fraction=WARMUP_FRACTION):
+    """AdamW(`learning_rate` peak, weight decay 0.01 except biases and
+    LayerNorm, clipnorm 1.0) on a `FineTuningSchedule` that `fit` sizes."""
+    optimizer = keras.optimizers.AdamW(
+        FineTuningSchedule(learning_rate, warmup_fraction),
+        weight_decay=0.01,
+        epsilon=1e-6,
+        clipnorm=1.0,
+    )
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+def _is_dataset(x):
+    return isinstance(x, tf.data.Dataset) or (
+        x is not None and type(x).__module__.startswith(("grain", "torch.utils"))
+    )
+
+
+def _num_examples(data):
+    leaves = keras.tree.flatten(data)
+    if not leaves:
+        return 0
+    return len(leaves[0]) if not hasattr(leaves[0], "shape") else int(leaves[0].shape[0])
+
+
+def _to_slices(value):
+    if isinstance(value, (tf.Tensor, tf.RaggedTensor, np.ndarray)):
+        return value
+    if keras.ops.is_tensor(value):
+        return keras.ops.convert_to_numpy(value)
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value) if value and not isinstance(value[0], (list, tuple)) else value
+    return value
+
+
+def split_validation(x, y, sample_weight, validation_split):
+    """Keras' `validation_split`: the last fraction of the examples, taken
+    before any shuffling."""
+    data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+    n = _num_examples(data)
+    if not 0 < validation_split < 1:
+        raise ValueError(
+            "`validation_split` must be in (0, 1). Received: "
+            f"validation_split={validation_split!r}"
+        )
+    cut = int(math.floor(n * (1.0 - validation_split)))
+    if cut < 1 or cut >= n:
+        raise ValueError(
+            f"`validation_split={validation_split}` leaves no training or no "
+            f"validation example out of {n}."
+        )
+
+    def take(part):
+        return keras.tree.map_structure(lambda v: v[part], data)
+
+    train = keras.utils.unpack_x_y_sample_weight(take(slice(0, cut)))
+    validation = keras.utils.unpack_x_y_sample_weight(take(slice(cut, n)))
+    return train, tuple(v for v in validation if v is not None)
+
+
+def shuffled_dataset(x, y=None, sample_weight=None, batch_size=None, seed=None):
+    """Array-like inputs as a `tf.data.Dataset` reshuffled every epoch.
+
+    keras-hub tasks turn array inputs into a `tf.data.Dataset` before Keras
+    sees them, and Keras ignores `shuffle` for datasets; this shuffles the
+    examples (with a buffer holding all of them) before batching instead.
+    """
+    data = keras.tree.map_structure(
+        _to_slices, keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+    )
+    n = _num_examples(data)
+    if n == 0:
+        raise ValueError("`x` is an empty batch: there is nothing to train on.")
+    dataset = tf.data.Dataset.from_tensor_slices(data)
+    return dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(
+        batch_size or 32
+    )
+
+
+class FineTuningMixin:
+    """Default optimizer, fit-sized schedule, shuffling and preset keywords.
+
+    Mix into a task before the keras-hub base class (after `PresetMixin`).
+    A task sets `default_learning_rate` and calls `default_optimizer()` for
+    `compile(optimizer="auto")`.
+    """
+
+    default_learning_rate = 5e-5
+
+    def default_optimizer(self):
+        return default_optimizer(self.default_learning_rate)
+
+    def compile(self, optimizer="auto", *args, **kwargs):
+        """`optimizer="auto"` is `default_optimizer()`: AdamW with the
+        task's `default_learning_rate` peak on a `FineTuningSchedule`
+        (warm-up over 10% of each `fit` call, linear decay to 0), weight
+        decay 0.01 (none on biases and LayerNorm), clipnorm 1.0."""
+        if isinstance(optimizer, str) and optimizer == "auto":
+            optimizer = self.default_optimizer()
+        super().compile(optimizer, *args, **kwargs)
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """As keras-hub's, and keywords of the preprocessor's constructor
+        (`sequence_length`, ...) build the preprocessor with them; unknown
+        keywords are a `TypeError`."""
+        task_params = set(inspect.signature(cls.__init__).parameters) - {
+            "self", "args", "kwargs"
+        }
+        task_params |= {"load_task_weights", "dtype", "name", "trainable", "compile"}
+        preprocessor_params = set()
+        if cls.preprocessor_cls is not None:
+            preprocessor_params = set(
+                inspect.signature(cls.preprocessor_cls.__init__).parameters
+            ) - {"self", "args", "kwargs", "tokenizer"}
+        unknown = sorted(set(kwargs) - task_params - preprocessor_params)
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.from_preset() got unexpected keyword "
+                f"argument(s) {unknown}. It accepts the task's arguments "
+                f"{sorted(task_params)} and the preprocessor's "
+                f"{sorted(preprocessor_params)}."
+            )
+        preprocessor_kwargs = {
+            k: kwargs.pop(k) for k in list(kwargs) if k in preprocessor_params - task_params
+        }
+        if preprocessor_kwargs:
+            if kwargs.get("preprocessor") is not None:
+                raise ValueError(
+                    f"Pass {sorted(preprocessor_kwargs)} either to "
+                    f"`{cls.__name__}.from_preset` or to the `preprocessor` "
+                    "you give it, not both."
+                )
+            kwargs["preprocessor"] = cls.preprocessor_cls.from_preset(
+                preset, **preprocessor_kwargs
+            )
+        return super().from_preset(preset, load_weights=load_weights, **kwargs)
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        sample_weight=None,
+        validation_data=None,
+        shuffle=True,
+        **kwargs,
+    ):
+        """As `keras.Model.fit`; array inputs are reshuffled every epoch
+        when `shuffle=True` (the default), and a default (`"auto"`)
+        optimizer's warm-up and decay span this call's steps."""
+        validation_split = kwargs.pop("validation_split", None)
+        if validation_split and validation_data is None and not _is_dataset(x):
+            (x, y, sample_weight), validation_data = split_validation(
+                x, y, sample_weight, validation_split
+            )
+        elif validation_split:
+            kwargs["validation_split"] = validation_split
+        if shuffle and x is not None and not _is_dataset(x):
+            x = shuffled_dataset(x, y, sample_weight, batch_size)
+            y = sample_weight = batch_size = None
+            shuffle = False  # done: Keras would only warn about a dataset
+        self._plan_schedule(x, batch_size, kwargs)
+        return super().fit(
+            x=x,
+            y=y,
+            batch_size=batch_size,
+            sample_weight=sample_weight,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            **kwargs,
+        )
+
+    def _plan_schedule(self, x, batch_size, fit_kwargs):
+        optimizer = getattr(self, "optimizer", None)
+        schedule = getattr(optimizer, "_learning_rate", None)
+        if not isinstance(schedule, FineTuningSchedule):
+            return
+        steps_per_epoch = fit_kwargs.get("steps_per_epoch")
+        if steps_per_epoch is None:
+            if isinstance(x, tf.data.Dataset):
+                cardinality = int(x.cardinality())
+                steps_per_epoch = cardinality if cardinality > 0 else None
+            elif x is not None and not _is_dataset(x):
+                steps_per_epoch = math.ceil(
+                    _num_examples(keras.utils.pack_x_y_sample_weight(x))
+                    / (batch_size or 32)
+                )
+        epochs = fit_kwargs.get("epochs", 1) - fit_kwargs.get("initial_epoch", 0)
+        steps = None if steps_per_epoch is None else max(epochs, 1) * steps_per_epoch
+        if steps is None:
+            warnings.warn(
+                "`fit` cannot tell how many steps this call trains (a dataset "
+                "of unknown size and no `steps_per_epoch`): the default "
+                "learning-rate schedule stays at its peak rate, without "
+                "warm-up or decay. Pass `steps_per_epoch` to size it.",
+                stacklevel=3,
+            )
+        before = schedule.get_config()
+        first_step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        schedule.plan(first_step, steps)
+        if schedule.get_config() != before:
+            # A compiled step holds the schedule's numbers: trace it anew.
+            self.train_function = None
