@@ -279,7 +279,13 @@ class UniLMv2BeamSampler(Sampler):
         cache = cache if has_cache else ()
 
         def expand(x):
-            return ops.repeat(x, num_beams, axis=0)
+            x = ops.repeat(x, num_beams, axis=0)
+            if keras.config.backend() == "torch":
+                # With one row, torch's repeat_interleave returns an
+                # expanded view (one memory location per row), which the
+                # in-place cache writes of generation refuse: copy it.
+                x = x.contiguous()
+            return x
 
         original_prompt = prompt
         beam_prompt = expand(prompt)

@@ -2,6 +2,7 @@
 with their scores, `return_scores`, `strip_prompt`, and the sampler surviving
 a `.keras` save/load."""
 
+import contextlib
 import os
 
 import keras
@@ -52,9 +53,23 @@ def _token_ids(task, text):
     return [int(i) for i in ids[0]]
 
 
+def _no_grad():
+    """Decoding steps run as in generation: without autograd on torch."""
+    if keras.config.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
 def _teacher_forced_log_prob(task, text, ids):
     """Sum of log-softmax of `ids[1:]` (up to the first [SEP], inclusive),
     each read at its own step of `call_with_cache`: an independent score."""
+    with _no_grad():
+        return _teacher_forced(task, text, ids)
+
+
+def _teacher_forced(task, text, ids):
     inputs = task.preprocessor.generate_preprocess([text], sequence_length=len(ids) - 1)
     inputs = {k: keras.ops.convert_to_tensor(np.asarray(v)) for k, v in inputs.items()}
     context, cache = task._build_cache(
