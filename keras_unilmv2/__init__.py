@@ -4,8 +4,10 @@ The public API. Set `KERAS_BACKEND` to `tensorflow`, `jax` or `torch` before
 importing Keras.
 """
 
+from keras_unilmv2 import datasets
 from keras_unilmv2 import layers
 from keras_unilmv2 import masks
+from keras_unilmv2 import metrics
 from keras_unilmv2 import samplers
 from keras_unilmv2.models import UniLMv2Backbone
 from keras_unilmv2.models import UniLMv2LabelSmoothingLoss

@@ -16,6 +16,7 @@ from keras_unilmv2.models.unilmv2_backbone import repeat_to_batch
 from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
     UniLMv2Seq2SeqLMPreprocessor,
 )
+from keras_unilmv2.samplers.unilmv2_beam_sampler import UniLMv2BeamSampler
 from keras_unilmv2.utils.checks import check_sampler
 from keras_unilmv2.utils.checks import check_stop_token_ids
 from keras_unilmv2.utils.preset_utils import PresetMixin
@@ -98,6 +99,25 @@ def extend_position_embeddings(backbone, max_sequence_length):
         else:
             target.assign(source)
     return extended
+
+
+def _distribute(x):
+    """Lays out the batch with the active Keras distribution, if any."""
+    from keras.distribution import distribution as current_distribution
+
+    distribution = current_distribution()
+    if distribution is None:
+        return x
+
+    def place(value):
+        if value is None:
+            return None
+        if not ops.is_tensor(value):
+            value = ops.convert_to_tensor(value)
+        layout = distribution.get_data_layout(value.shape)
+        return keras.distribution.distribute_tensor(value, layout) if layout else value
+
+    return keras.tree.map_structure(place, x)
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -227,20 +247,6 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
             **kwargs,
         )
         check_sampler(self.sampler, self.backbone.vocabulary_size)
-
-    def generate(self, inputs, max_length=None, stop_token_ids="auto", **kwargs):
-        """Generates target text for source `inputs`; see
-        `keras_hub.models.Seq2SeqLM.generate`.
-
-        A task that was never compiled (e.g. `compile=False`) generates with
-        the default `"greedy"` sampler. `stop_token_ids` is `"auto"` (the
-        `[SEP]` id), `None` or a non-empty list of ids; anything else, and
-        an empty batch of inputs, raises a `ValueError`.
-        """
-        check_stop_token_ids(stop_token_ids, self.backbone.vocabulary_size)
-        return super().generate(
-            inputs, max_length=max_length, stop_token_ids=stop_token_ids, **kwargs
-        )
 
     def make_generate_function(self):
         """The generation function: compiled with XLA on TensorFlow too (see
@@ -441,7 +447,11 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
                 prompt, cache, index, context, in_place=True, prepared=prepared
             )
 
-        decoder_token_ids = self.sampler(
+        # The beam sampler also gives the final score of what it returns.
+        sampler_kwargs = {}
+        if isinstance(self.sampler, UniLMv2BeamSampler):
+            sampler_kwargs["return_scores"] = True
+        result = self.sampler(
             next=next,
             prompt=decoder_token_ids,
             cache=cache,
@@ -449,25 +459,175 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
             mask=decoder_padding_mask,
             stop_token_ids=stop_token_ids,
             model=self,
+            **sampler_kwargs,
         )
-        # Slot 0 (the dummy) and slots after the first stop token are padding.
-        generated = ops.arange(ops.shape(decoder_token_ids)[1])[None, :] > 0
-        generated = ops.logical_and(
-            generated, ops.ones_like(decoder_token_ids, dtype="bool")
-        )
-        if stop_token_ids is not None:
-            is_stop = ops.zeros_like(decoder_token_ids, dtype="bool")
-            for stop in stop_token_ids:
-                is_stop = ops.logical_or(is_stop, ops.equal(decoder_token_ids, stop))
-            is_stop = ops.logical_and(is_stop, generated)
-            after = ops.cumsum(ops.cast(is_stop, "int32"), axis=1) - ops.cast(is_stop, "int32")
-            decoder_padding_mask = ops.logical_and(generated, ops.equal(after, 0))
-        else:
-            decoder_padding_mask = generated
-        return {
-            "decoder_token_ids": decoder_token_ids,
-            "decoder_padding_mask": decoder_padding_mask,
+        scores = None
+        if isinstance(result, (tuple, list)):
+            result, scores = result
+        given = ops.cast(decoder_padding_mask, "bool")
+        if len(result.shape) == 3:  # [batch, num_beams, length]: all beams
+            given = given[:, None, :]
+        outputs = {
+            "decoder_token_ids": result,
+            "decoder_padding_mask": self._output_mask(result, given, stop_token_ids),
         }
+        if scores is not None:
+            outputs["scores"] = scores
+        return outputs
+
+    @staticmethod
+    def _output_mask(token_ids, given, stop_token_ids):
+        """Slot 0 and the slots after the first generated stop token are
+        padding; prompt slots (`given`) are kept and never count as stops."""
+        slots = ops.arange(ops.shape(token_ids)[-1])
+        output = ops.logical_and(slots > 0, ops.ones_like(token_ids, dtype="bool"))
+        if stop_token_ids is None:
+            return output
+        is_stop = ops.zeros_like(token_ids, dtype="bool")
+        for stop in stop_token_ids:
+            is_stop = ops.logical_or(is_stop, ops.equal(token_ids, stop))
+        is_stop = ops.logical_and(is_stop, ops.logical_not(given))
+        is_stop = ops.cast(is_stop, "int32")
+        after = ops.cumsum(is_stop, axis=-1) - is_stop
+        return ops.logical_and(output, ops.equal(after, 0))
+
+    def generate(
+        self,
+        inputs,
+        max_length=None,
+        stop_token_ids="auto",
+        strip_prompt=False,
+        return_scores=False,
+    ):
+        """Generates target text for source text (and optional prompts).
+
+        Decoding uses the sampler given to `compile()` (greedy by default,
+        also for a task that was never compiled).
+
+        Args:
+            inputs: a string, a list of strings, a `tf.data.Dataset` of
+                them, or a dict `{"encoder_text": ..., "decoder_text": ...}`
+                where `decoder_text` is a prompt: the beginning of the
+                target, which generation continues (`""` for no prompt). As
+                in keras-hub's BART, the output text is the prompt followed
+                by its continuation (see `strip_prompt`). Without a
+                preprocessor, the dict of tensors that
+                `preprocessor.generate_preprocess` makes.
+            max_length: int, the number of target slots, prompt included
+                (as BART's `decoder_sequence_length`). Defaults to the
+                preprocessor's `decoder_sequence_length`.
+            stop_token_ids: `"auto"` (the `[SEP]` id), `None` (always run
+                `max_length` steps) or a non-empty tuple of ids in the
+                vocabulary (anything else is a `ValueError`).
+            strip_prompt: bool, return only the continuation, without the
+                prompt.
+            return_scores: bool, also return the sequence scores. Needs a
+                `keras_unilmv2.samplers.UniLMv2BeamSampler` (with
+                `num_beams=1` it decodes greedily): the score is the summed
+                log-probability of the target tokens (prompt tokens
+                included), divided by the GNMT length penalty when the
+                sampler's `length_penalty > 0`.
+
+        Returns:
+            With a preprocessor: a string per example (a list for a batch,
+            one string for a single input). If the sampler has
+            `return_all_beams=True`, each example gives instead a list of
+            `num_beams` strings, best first. With `return_scores=True`, a
+            tuple `(texts, scores)` where `scores` is a float32 numpy array
+            `[batch]` (`[batch, num_beams]` for all beams; without the batch
+            axis for a single input) aligned with `texts`. Without a
+            preprocessor: a dict of numpy arrays, `decoder_token_ids` and
+            `decoder_padding_mask` (`[batch, num_beams, length]` for all
+            beams), plus `scores` with `return_scores=True`.
+
+        Example:
+        ```python
+        seq2seq.compile(sampler=keras_unilmv2.samplers.UniLMv2BeamSampler(
+            num_beams=4, length_penalty=0.9, return_all_beams=True))
+        nbest, scores = seq2seq.generate(
+            ["a new document"], max_length=32, return_scores=True)
+        # nbest[0]: 4 strings, best first; scores[0]: their 4 scores.
+        seq2seq.generate(
+            {"encoder_text": ["a new document"], "decoder_text": ["the"]},
+            max_length=32)  # a continuation of "the", prompt included
+        ```
+        """
+        for name, value in (("strip_prompt", strip_prompt), ("return_scores", return_scores)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+        check_stop_token_ids(stop_token_ids, self.backbone.vocabulary_size)
+        # Also sets the default sampler of a task that was never compiled.
+        generate_function = self.make_generate_function()
+        if return_scores and not isinstance(self.sampler, UniLMv2BeamSampler):
+            raise ValueError(
+                "`return_scores=True` needs a beam sampler: compile with "
+                "`sampler=keras_unilmv2.samplers.UniLMv2BeamSampler(...)` "
+                "(`num_beams=1` decodes greedily). Received: "
+                f"sampler={type(self.sampler).__name__}"
+            )
+        if self.preprocessor is None and isinstance(stop_token_ids, str) and stop_token_ids == "auto":
+            raise ValueError(
+                "A `preprocessor` must be attached to the model if "
+                '`stop_token_ids="auto"`: pass `stop_token_ids=None` or a '
+                "tuple of token ids."
+            )
+        if isinstance(stop_token_ids, str) and stop_token_ids == "auto":
+            stop_token_ids = (self.preprocessor.tokenizer.end_token_id,)
+        if stop_token_ids is not None:
+            stop_token_ids = tuple(stop_token_ids)
+        if isinstance(inputs, dict):
+            inputs = dict(inputs)  # the base normalization writes into it
+        batches, input_is_scalar = self._normalize_generate_inputs(inputs)
+        outputs = []
+        for x in batches:
+            if self.preprocessor is not None:
+                x = self.preprocessor.generate_preprocess(x, sequence_length=max_length)
+            x = _distribute(x)
+            y = generate_function(x, stop_token_ids=stop_token_ids)
+            y = {k: ops.convert_to_numpy(v) for k, v in y.items()}
+            if strip_prompt:
+                given = np.asarray(ops.convert_to_numpy(x["decoder_padding_mask"]), bool)
+                if y["decoder_token_ids"].ndim == 3:
+                    given = given[:, None, :]
+                y["decoder_padding_mask"] = np.logical_and(
+                    y["decoder_padding_mask"], np.logical_not(given)
+                )
+            scores = y.pop("scores", None)
+            if self.preprocessor is not None:
+                y = self.preprocessor.generate_postprocess(y)
+            elif return_scores:
+                y["scores"] = scores
+            outputs.append((y, scores))
+        return self._join_generate_outputs(outputs, input_is_scalar, return_scores)
+
+    def _join_generate_outputs(self, outputs, input_is_scalar, return_scores):
+        if self.preprocessor is None:
+            return {
+                key: np.concatenate([y[key] for y, _ in outputs], axis=0)
+                for key in outputs[0][0]
+            }
+        texts = [text for y, _ in outputs for text in y]
+        if not return_scores:
+            return texts[0] if input_is_scalar else texts
+        scores = np.concatenate([s for _, s in outputs], axis=0).astype("float32")
+        if input_is_scalar:
+            return texts[0], scores[0]
+        return texts, scores
+
+    def get_compile_config(self):
+        """Keras' compile config plus the sampler, so that a saved model
+        comes back with the sampler it was compiled with."""
+        config = super().get_compile_config()
+        if config and getattr(self, "sampler", None) is not None:
+            config["sampler"] = keras.saving.serialize_keras_object(self.sampler)
+        return config
+
+    def compile_from_config(self, config):
+        """Compiles as saved: optimizer, loss, metrics and sampler."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def get_config(self):
         config = super().get_config()

@@ -330,16 +330,39 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         return keras.utils.pack_x_y_sample_weight(*outputs)
 
     def generate_preprocess(self, x, sequence_length=None):
-        """Source text -> `encoder_token_ids` and `decoder_*` for `generate`.
+        """Source text (and an optional target prefix) -> `generate` inputs.
 
-        `x` is a string, a list of strings or a dict with `encoder_text`.
-        `sequence_length` is the number of target tokens to generate
-        (default `decoder_sequence_length`). The decoder block has one more
-        slot in front (slot 0, never attended to), so that the first step
-        has a "previous token" like every other step.
+        `x` is a string, a list of strings, or a dict with `encoder_text`
+        and optionally `decoder_text`: a prompt, the beginning of the target
+        that generation continues (as in keras-hub's BART). An empty prompt
+        string means no prompt for that example. `sequence_length` is the
+        number of target slots (default `decoder_sequence_length`), prompt
+        included, as BART's `decoder_sequence_length`; a prompt must leave
+        at least one slot to generate. The decoder block has one more slot
+        in front (slot 0, never attended to), so that the first step has a
+        "previous token" like every other step; the prompt's tokens fill
+        slots `1..p` and `decoder_padding_mask` marks them (and slot 0) as
+        given.
+
+        Example:
+        ```python
+        inputs = preprocessor.generate_preprocess(
+            {"encoder_text": ["a long document"], "decoder_text": ["its"]},
+            sequence_length=16,
+        )
+        ```
         """
         tf = _tf()
+        prompt = None
         if isinstance(x, dict):
+            unknown = sorted(set(x) - {"encoder_text", "decoder_text"})
+            if "encoder_text" not in x or unknown:
+                raise ValueError(
+                    "`generate()` takes strings or a dict with the key "
+                    "'encoder_text' and optionally 'decoder_text' (a target "
+                    f"prefix to continue). Received keys: {sorted(x)}"
+                )
+            prompt = x.get("decoder_text")
             x = x["encoder_text"]
         target_length = sequence_length
         if target_length is None:
@@ -352,31 +375,107 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         tokens, unbatched = self._as_batch(self._tokenize(x, "encoder_text"))
         source, _ = self._pack_source(tokens)
         batch = tf.shape(source)[0]
+        decoder_token_ids = tf.zeros([batch, target_length], "int32")
+        given = tf.zeros([batch, target_length], "bool")
+        if prompt is not None:
+            decoder_token_ids, given = self._pack_prompt(
+                prompt, target_length, batch, unbatched
+            )
         outputs = {
             "encoder_token_ids": source,
             "encoder_padding_mask": tf.not_equal(source, self.tokenizer.pad_token_id),
-            "decoder_token_ids": tf.zeros([batch, target_length + 1], "int32"),
+            "decoder_token_ids": tf.concat(
+                [tf.zeros([batch, 1], "int32"), decoder_token_ids], axis=1
+            ),
             "decoder_padding_mask": tf.concat(
-                [tf.ones([batch, 1], "bool"), tf.zeros([batch, target_length], "bool")],
-                axis=1,
+                [tf.ones([batch, 1], "bool"), given], axis=1
             ),
         }
         if unbatched:
             outputs = tf.nest.map_structure(lambda t: t[0], outputs)
         return outputs
 
+    def _pack_prompt(self, prompt, target_length, batch, unbatched):
+        """`decoder_text` prompts -> `[batch, target_length]` ids and mask."""
+        import numpy as np
+
+        tf = _tf()
+        if isinstance(prompt, np.ndarray) and prompt.dtype.kind in "OSU":
+            prompt = prompt.tolist()
+        if isinstance(prompt, (bytes, str)) or (
+            isinstance(prompt, (list, tuple))
+            and prompt
+            and isinstance(prompt[0], (bytes, str))
+        ):
+            prompt = tf.constant(prompt)
+        if hasattr(prompt, "dtype") and prompt.dtype == tf.string:
+            # Empty strings are allowed here: no prompt for that example.
+            prompt = self.tokenizer(prompt)
+        tokens, prompt_unbatched = self._as_batch(prompt)
+        if tf.executing_eagerly():
+            rows = int(tokens.nrows())
+            if prompt_unbatched != unbatched or rows != int(batch):
+                raise ValueError(
+                    "`decoder_text` (the prompts) must match `encoder_text`: "
+                    "one prompt per source, both batched or both single. "
+                    f"Received: {rows} prompt(s) "
+                    f"({'single' if prompt_unbatched else 'batched'}) for "
+                    f"{int(batch)} source(s) "
+                    f"({'single' if unbatched else 'batched'})"
+                )
+            lengths = tokens.row_lengths().numpy()
+            too_long = np.flatnonzero(lengths >= target_length)
+            if too_long.size:
+                i = int(too_long[0])
+                raise ValueError(
+                    f"The prompt `decoder_text[{i}]` has {int(lengths[i])} "
+                    f"tokens, which leaves no room to generate within "
+                    f"`max_length={target_length}` target tokens (the prompt "
+                    "counts towards `max_length`). Use a larger `max_length` "
+                    "or a shorter prompt."
+                )
+        body = tokens[:, :target_length]
+        lengths = tf.cast(body.row_lengths(), "int32")
+        dense = body.to_tensor(
+            default_value=self.tokenizer.pad_token_id, shape=[None, target_length]
+        )
+        return tf.cast(dense, "int32"), tf.sequence_mask(lengths, target_length)
+
     def generate_postprocess(self, x):
-        """Generated ids -> strings, cut at the first `[SEP]` or `[PAD]`."""
+        """Generated ids -> strings, cut at the first `[SEP]` or `[PAD]`.
+
+        Slot 0 and the slots that `decoder_padding_mask` (if given) marks
+        `False` are skipped, so a prompt is part of the text unless its mask
+        was cleared (`generate(..., strip_prompt=True)`). Ids of shape
+        `[batch, num_beams, length]` (a beam sampler with
+        `return_all_beams=True`) give a list of `num_beams` strings per
+        example.
+        """
         import numpy as np
 
         ids = np.asarray(keras.ops.convert_to_numpy(x["decoder_token_ids"]))
+        mask = x.get("decoder_padding_mask")
+        if mask is None:
+            mask = np.ones(ids.shape, bool)
+        else:
+            mask = np.asarray(keras.ops.convert_to_numpy(mask)).astype(bool)
+        if ids.ndim == 3:
+            batch, beams = ids.shape[:2]
+            texts = self.generate_postprocess(
+                {
+                    "decoder_token_ids": ids.reshape(batch * beams, -1),
+                    "decoder_padding_mask": mask.reshape(batch * beams, -1),
+                }
+            )
+            return [texts[i * beams : (i + 1) * beams] for i in range(batch)]
         unbatched = ids.ndim == 1
         ids = np.atleast_2d(ids)[:, 1:]
+        mask = np.atleast_2d(mask)[:, 1:]
         stop = (self.tokenizer.sep_token_id, self.tokenizer.pad_token_id)
         texts = []
-        for row in ids:
+        for row, keep in zip(ids, mask):
             kept = []
-            for token in row.tolist():
+            for token in row[keep].tolist():
                 if token in stop:
                     break
                 kept.append(token)

@@ -154,14 +154,21 @@ class UniLMv2BeamSampler(Sampler):
         hidden_states: unused.
         model: optional model whose variables `next` uses (for the JAX
             stateless loop).
+        return_scores: bool. If `True`, also return the final scores
+            (see below) when `return_all_beams` is `False`. Defaults to
+            `False`.
 
     Returns:
         If `return_all_beams` is `False`, an int tensor
         `[batch_size, max_length]`: the prompt with the chosen hypothesis
-        written from `index` on and 0 after its last token. Otherwise a
-        tuple `(sequences [batch_size, num_beams, max_length],
-        scores [batch_size, num_beams])`, best first, where the scores are
-        the length-normalised final scores.
+        written from `index` on and 0 after its last token; with
+        `return_scores=True` a tuple `(sequences [batch_size, max_length],
+        scores [batch_size])`. If `return_all_beams` is `True`, a tuple
+        `(sequences [batch_size, num_beams, max_length],
+        scores [batch_size, num_beams])`, best first. The scores are the
+        length-normalised final scores: the summed log-probabilities of
+        every token written from `index` on (forced prompt tokens
+        included), divided by the length penalty when `length_penalty > 0`.
 
     Example:
 
@@ -243,6 +250,7 @@ class UniLMv2BeamSampler(Sampler):
         stop_token_ids=None,
         hidden_states=None,
         model=None,
+        return_scores=False,
     ):
         stop_token_ids = _check_ids("stop_token_ids", stop_token_ids)
         if not stop_token_ids:
@@ -271,7 +279,13 @@ class UniLMv2BeamSampler(Sampler):
         cache = cache if has_cache else ()
 
         def expand(x):
-            return ops.repeat(x, num_beams, axis=0)
+            x = ops.repeat(x, num_beams, axis=0)
+            if keras.config.backend() == "torch":
+                # With one row, torch's repeat_interleave returns an
+                # expanded view (one memory location per row), which the
+                # in-place cache writes of generation refuse: copy it.
+                x = x.contiguous()
+            return x
 
         original_prompt = prompt
         beam_prompt = expand(prompt)
@@ -464,6 +478,8 @@ class UniLMv2BeamSampler(Sampler):
         )
         if self.return_all_beams:
             return pool_sequences, pool_scores
+        if return_scores:
+            return pool_sequences[:, 0, :], pool_scores[:, 0]
         return pool_sequences[:, 0, :]
 
     def _banned_tokens(self, prompt, index, start_index, vocab_size):
