@@ -42,11 +42,20 @@ def _is_dataset(x):
     )
 
 
+def _map(fn, data):
+    """`fn` over the arrays of nested dicts and tuples (a list is one array,
+    e.g. a batch of strings)."""
+    if isinstance(data, dict):
+        return {k: _map(fn, v) for k, v in data.items()}
+    if isinstance(data, tuple):
+        return tuple(_map(fn, v) for v in data)
+    return fn(data)
+
+
 def _num_examples(data):
-    leaves = keras.tree.flatten(data)
-    if not leaves:
-        return 0
-    return len(leaves[0]) if not hasattr(leaves[0], "shape") else int(leaves[0].shape[0])
+    sizes = []
+    _map(lambda v: sizes.append(int(v.shape[0]) if hasattr(v, "shape") else len(v)), data)
+    return sizes[0] if sizes else 0
 
 
 def _to_slices(value):
@@ -54,8 +63,8 @@ def _to_slices(value):
         return value
     if keras.ops.is_tensor(value):
         return keras.ops.convert_to_numpy(value)
-    if isinstance(value, (list, tuple)):
-        return np.asarray(value) if value and not isinstance(value[0], (list, tuple)) else value
+    if isinstance(value, list) and value and not isinstance(value[0], (list, tuple)):
+        return np.asarray(value)
     return value
 
 
@@ -77,7 +86,7 @@ def split_validation(x, y, sample_weight, validation_split):
         )
 
     def take(part):
-        return keras.tree.map_structure(lambda v: v[part], data)
+        return _map(lambda v: v[part], data)
 
     train = keras.utils.unpack_x_y_sample_weight(take(slice(0, cut)))
     validation = keras.utils.unpack_x_y_sample_weight(take(slice(cut, n)))
@@ -91,9 +100,7 @@ def shuffled_dataset(x, y=None, sample_weight=None, batch_size=None, seed=None):
     sees them, and Keras ignores `shuffle` for datasets; this shuffles the
     examples (with a buffer holding all of them) before batching instead.
     """
-    data = keras.tree.map_structure(
-        _to_slices, keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
-    )
+    data = _map(_to_slices, keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
     n = _num_examples(data)
     if n == 0:
         raise ValueError("`x` is an empty batch: there is nothing to train on.")
