@@ -34,9 +34,10 @@ The comparison runs on equal footing:
   fail one of the two cases.
 - float32, tolerance 1e-4 (measured: below 1e-5 on all three backends).
 
-The last test checks `generate()` itself (greedy, compiled, with the cache
+The other tests check `generate()` itself (greedy, compiled, with the cache
 updated in place): its tokens are the argmax of the training logits for the
-prefix it generated.
+prefix it generated, with the preset's weights and (slow test) after a short
+fine-tuning, where the model also generates its targets, not empty text.
 
 Data: the shipped `unilmv2_tiny_en_uncased` preset on real docstrings from
 `guides/data/docstrings_train.tsv` (body -> summary).
@@ -210,18 +211,18 @@ def test_teacher_forced_decoding_equals_training_logits(layer_norm_epsilon, max_
     np.testing.assert_allclose(wrong[:, 0], diff[:, 0], atol=ATOL)
 
 
-def test_greedy_generate_is_argmax_of_training_logits():
-    """`generate()`'s greedy tokens, fed back as the target of the training
-    pass, are the argmax of its logits at every pseudo slot (with the
-    preset's epsilon; the other case adds nothing the test above does not
-    check, and compiling generation is the slow part)."""
-    task = _task()
-    sources, _ = _pairs()
-    task.compile(sampler="greedy")
+def _generate_ids(task, sources):
+    """The task's compiled greedy generation, all `T` tokens (no stop)."""
     inputs = task.preprocessor.generate_preprocess(sources, sequence_length=T)
     inputs = {k: keras.ops.convert_to_tensor(_numpy(v)) for k, v in inputs.items()}
     outputs = task.make_generate_function()(inputs, stop_token_ids=None)
-    generated = _numpy(outputs["decoder_token_ids"])[:, 1:]  # [B, T]
+    return _numpy(outputs["decoder_token_ids"])[:, 1:]  # [B, T]
+
+
+def _assert_generate_is_argmax(task, sources):
+    """`generate()`'s greedy tokens, fed back as the target of the training
+    pass, are the argmax of its logits at every pseudo slot; returns them."""
+    generated = _generate_ids(task, sources)
     # As the target: T - 1 tokens plus the preprocessor's final [SEP]; pseudo
     # slot t sees only target tokens < t, so all T slots have the generated
     # prefix.
@@ -237,10 +238,55 @@ def test_greedy_generate_is_argmax_of_training_logits():
     clear = top2[..., 1] - top2[..., 0] > 2 * ATOL
     assert clear.mean() > 0.9
     np.testing.assert_array_equal(train_logits.argmax(-1)[clear], generated[clear])
+    return generated
 
+
+def test_greedy_generate_is_argmax_of_training_logits():
+    """`generate()` (greedy, compiled, cache updated in place) decodes what
+    the training pass scores (with the preset's epsilon; the other case adds
+    nothing the test above does not check, and compiling generation is the
+    slow part)."""
+    task = _task()
+    sources, _ = _pairs()
+    task.compile(sampler="greedy")
+    generated = _assert_generate_is_argmax(task, sources)
     # The public `generate()` gives the same text (cut at the first [SEP]).
     texts = task.generate(sources, max_length=T, stop_token_ids=None)
     expected = task.preprocessor.generate_postprocess(
         {"decoder_token_ids": np.pad(generated, ((0, 0), (1, 0)))}
     )
     assert texts == expected
+
+
+@pytest.mark.slow
+def test_after_fine_tuning_generation_still_matches_training():
+    """After `fit()` the two paths still agree (generation reads the new
+    weights, also through a generate function compiled before `fit`), and
+    the fine-tuned model generates its (memorized) targets, not empty
+    outputs. 30 steps of Adam(1e-3) on the four pairs, noise off."""
+    task = _task.__wrapped__()  # a fresh copy: `fit` changes its weights
+    sources, targets = _pairs()
+    task.compile(sampler="greedy")
+    before = _generate_ids(task, sources)
+    task.compile(optimizer=keras.optimizers.Adam(1e-3), sampler="greedy")
+    task.fit(
+        {"encoder_text": sources, "decoder_text": targets},
+        epochs=30,
+        batch_size=len(sources),
+        shuffle=False,
+        verbose=0,
+    )
+    x, labels, real, train_logits = _training_logits(task, sources, targets)
+    _, step_logits = _teacher_forced_step_logits(task, sources, labels, T)
+    diff = np.abs(step_logits - train_logits).max(axis=-1)
+    assert diff[real].max() <= ATOL, diff[real].max()
+
+    generated = _assert_generate_is_argmax(task, sources)
+    assert not np.array_equal(generated, before)
+    sep = task.preprocessor.tokenizer.sep_token_id
+    assert (generated[:, 0] != sep).all()  # no empty generation
+    exact = [
+        np.array_equal(generated[b, : real[b].sum()], labels[b, : real[b].sum()])
+        for b in range(len(sources))
+    ]
+    assert sum(exact) >= 2, (generated, labels)
