@@ -119,7 +119,55 @@ def test_missing_pooler_needs_explicit_permission():
     with pytest.raises(ValueError, match="allow-missing-pooler"):
         cc.convert_state_dict(state, _fresh_backbone())
     report = cc.convert_state_dict(state, _fresh_backbone(), allow_missing_pooler=True)
-    assert report == {"pooler": "initialized"}
+    assert report == {
+        "pooler": "initialized", "relative_bias": "converted", "lm_head": "converted"
+    }
+
+
+def _bert_layout(state):
+    """A Hugging Face BERT file: no `bert.` prefix, split q/k/v, a
+    `position_ids` buffer, no relative bias and no MLM head."""
+    bert = {}
+    for key, value in _split_qkv(state).items():
+        if "rel_pos_bias" in key or key.startswith("cls."):
+            continue
+        bert[key[len("bert."):] if key.startswith("bert.") else key] = value
+    bert["embeddings.position_ids"] = np.arange(64, dtype="int64")[None]
+    return bert
+
+
+def test_bert_layout_encoder_without_head_or_relative_bias():
+    state = _raw_state()
+    bert = _bert_layout(state)
+    with pytest.raises(ValueError, match="initialize-lm-head"):
+        cc.convert_state_dict(bert, _fresh_backbone(), initialize_relative_bias=True)
+    with pytest.raises(ValueError, match="initialize-relative-bias"):
+        cc.convert_state_dict(bert, _fresh_backbone(), initialize_lm_head=True)
+    backbone = _fresh_backbone()
+    head = backbone.lm_head
+    own_weights = [head.transform_dense.kernel, head.transform_dense.bias, head.output_bias]
+    head_before = [to_numpy(w).copy() for w in own_weights]
+    report = cc.convert_state_dict(
+        bert, backbone, initialize_lm_head=True, initialize_relative_bias=True
+    )
+    assert report == {
+        "relative_bias": "initialized", "pooler": "converted", "lm_head": "initialized"
+    }
+    # The relative bias starts at zero: the model computes what the
+    # checkpoint's plain BERT computes (here: the reference minus its bias).
+    table = to_numpy(backbone.relative_position_bias.bias_table)
+    np.testing.assert_array_equal(table, np.zeros_like(table))
+    without_bias = _fresh_backbone()
+    zeroed = dict(state)
+    zeroed["bert.encoder.rel_pos_bias.weight"] = np.zeros_like(
+        state["bert.encoder.rel_pos_bias.weight"]
+    )
+    cc.convert_state_dict(zeroed, without_bias)
+    np.testing.assert_allclose(_encode(backbone), _encode(without_bias), atol=1e-5)
+    # The head keeps its fresh initialization (its output weight is the
+    # converted word embedding table, tied).
+    for before, after in zip(head_before, own_weights):
+        np.testing.assert_array_equal(before, to_numpy(after))
 
 
 def test_untied_decoder_is_refused_and_tied_one_accepted():
