@@ -466,6 +466,25 @@ def check_task_parts(task):
     )
 
 
+def _fit_default_preprocessor(preprocessor, table):
+    """Shortens a default preprocessor's layout to a `table`-row position
+    table (a backbone-only preset with a small table, whose task gets the
+    preprocessor class's default lengths, e.g. 512). Seq2seq preprocessors
+    are left as they are (the task tiles the table)."""
+    needed = layout_positions(preprocessor)
+    if needed is None or needed <= table or hasattr(preprocessor, "encoder_sequence_length"):
+        return preprocessor
+    # Question answering: question and stride must fit the shorter window.
+    if isinstance(getattr(preprocessor, "max_question_length", None), int):
+        preprocessor.max_question_length = min(
+            preprocessor.max_question_length, max(1, table // 4)
+        )
+    if isinstance(getattr(preprocessor, "doc_stride", None), int):
+        preprocessor.doc_stride = min(preprocessor.doc_stride, max(1, table // 2))
+    preprocessor.sequence_length = table
+    return preprocessor
+
+
 def _check_against_config(loaded, preset_dir):
     """A tokenizer or preprocessor loaded alone: compare with `config.json`."""
     path = os.path.join(preset_dir, CONFIG_FILE)
@@ -596,6 +615,22 @@ class PresetMixin:
             check_preset_files(
                 resolved, weights=issubclass(cls, (Backbone, Task)) and bool(load_weights)
             )
+            if (
+                issubclass(cls, Task)
+                and getattr(cls, "preprocessor_cls", None) is not None
+                and "preprocessor" not in kwargs
+                and not os.path.isfile(os.path.join(resolved, "task.json"))
+                and not os.path.isfile(os.path.join(resolved, "preprocessor.json"))
+            ):
+                # A backbone-only preset: the task gets a default
+                # preprocessor, fitted to the backbone's position table.
+                config = read_json_file(os.path.join(resolved, CONFIG_FILE))
+                table = config.get("config", {}).get("max_sequence_length")
+                if isinstance(table, int):
+                    # keras-hub's loader, without this mixin's checks (the
+                    # task checks the fitted preprocessor).
+                    default = super(PresetMixin, cls.preprocessor_cls).from_preset(resolved)
+                    kwargs["preprocessor"] = _fit_default_preprocessor(default, table)
         loaded = super().from_preset(resolved, *args, **kwargs)
         if isinstance(loaded, Task):
             # Tokenizer assets may load after the task is built.

@@ -258,3 +258,10 @@ def test_missing_weights_file_is_named(preset):
     assert "model.weights.json" not in str(info.value)
     # Without weights it still builds.
     assert UniLMv2Backbone.from_preset(preset, load_weights=False).num_layers == 2
+
+
+def test_task_from_a_backbone_only_preset_fits_its_default_preprocessor(preset):
+    # The class default (512) exceeds this preset's 64-row position table.
+    task = UniLMv2TextClassifier.from_preset(preset, num_classes=2)
+    assert task.preprocessor.sequence_length == 64
+    assert task.predict(["the quick brown fox"], verbose=0).shape == (1, 2)
