@@ -12,16 +12,32 @@ split query/key/value, `.bin` or `.safetensors`). The result loads with
 every UniLMv2 task; written to the preset home under a registered name, it
 also loads by that name. `--verify FILE.npz` (repeatable) compares the
 converted model against reference outputs and fails on a difference above
-`--atol`.
+`--atol`; the preset written is then removed. A missing input file is
+reported by its flag and path before anything is written.
 """
 
 import argparse
 import json
 import os
+import shutil
 import sys
 
 # Runnable from a source checkout without installing the package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _remove_written(output, existed):
+    """Removes what the conversion wrote: the directory it created, or the
+    contents of the empty directory it was given."""
+    if not existed:
+        shutil.rmtree(output, ignore_errors=True)
+        return
+    for name in os.listdir(output):
+        path = os.path.join(output, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
 
 
 def main(argv=None):
@@ -56,26 +72,43 @@ def main(argv=None):
     parser.add_argument("--atol", type=float, default=1e-4)
     args = parser.parse_args(argv)
 
+    # Every input is checked before anything is converted or written.
+    inputs = [("--checkpoint", args.checkpoint), ("--config", args.config), ("--vocab", args.vocab)]
+    inputs += [("--verify", path) for path in args.verify]
+    for flag, path in inputs:
+        if not os.path.isfile(os.path.expanduser(path)):
+            print(f"error: the {flag} file does not exist: {path!r}", file=sys.stderr)
+            return 1
+
     from keras_unilmv2.utils import checkpoint_conversion
 
+    output = os.path.expanduser(args.output)
+    existed = os.path.exists(output)
+    written = False
     try:
         backbone, tokenizer, report = checkpoint_conversion.convert_checkpoint(
             checkpoint=args.checkpoint,
             config=args.config,
             vocabulary=args.vocab,
-            output_dir=os.path.expanduser(args.output),
+            output_dir=output,
             lowercase=not args.cased,
             allow_missing_pooler=args.allow_missing_pooler,
             initialize_lm_head=args.initialize_lm_head,
             relative_position_buckets=args.relative_position_buckets,
         )
+        written = True
         results = {}
         for reference in args.verify:
             results[reference] = checkpoint_conversion.verify_against_reference(
                 backbone, reference, atol=args.atol
             )
-    except (ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, ImportError, OSError) as e:
+        if written:
+            # A preset that failed verification must not be left to load.
+            _remove_written(output, existed)
+            print(f"error: {e}\nThe preset written to {output} was removed.", file=sys.stderr)
+        else:
+            print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"Wrote preset to {args.output} ({backbone.count_params():,} parameters).")
     print(json.dumps({"report": report, "verify": results}, indent=2))

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_unilmv2.utils.checks import check_id_range
+
 # The additive value of a masked attention score in the reference code. A
 # finite constant (not -inf) keeps fully masked rows free of NaN and stays
 # representable in float16 and bfloat16.
@@ -27,21 +29,41 @@ def _static_dim(tensor, axis):
 class UniLMv2PositionIds(keras.layers.Layer):
     """Returns the given position ids, or `[[0..length-1]]` when none are given.
 
-    It also refuses sequences longer than the position table.
+    It also refuses sequences longer than the position table and, on
+    tensors with values (eager calls, not compiled code), ids outside their
+    tables: token ids outside `[0, vocabulary_size)`, segment ids outside
+    `[0, num_segments)` and position ids outside `[0, max_sequence_length)`
+    raise a `ValueError` instead of reading garbage rows (a JAX gather gives
+    NaN or clamps where TensorFlow and torch fail).
 
     Args:
         max_sequence_length: int, the number of rows of the position table.
+        vocabulary_size: optional int, checked against `token_ids`.
+        num_segments: optional int, checked against `segment_ids`.
 
     Call arguments:
         token_ids: int tensor `[batch, length]`.
         position_ids: optional int tensor `[batch, length]`.
+        segment_ids: optional int tensor, only checked.
     """
 
-    def __init__(self, max_sequence_length, **kwargs):
+    def __init__(
+        self, max_sequence_length, vocabulary_size=None, num_segments=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.max_sequence_length = max_sequence_length
+        self.vocabulary_size = vocabulary_size
+        self.num_segments = num_segments
 
-    def call(self, token_ids, position_ids=None):
+    def call(self, token_ids, position_ids=None, segment_ids=None):
+        if self.vocabulary_size is not None:
+            check_id_range("token_ids", token_ids, self.vocabulary_size, "vocabulary_size")
+        if self.num_segments is not None and segment_ids is not None:
+            check_id_range("segment_ids", segment_ids, self.num_segments, "num_segments")
+        if position_ids is not None:
+            check_id_range(
+                "position_ids", position_ids, self.max_sequence_length, "max_sequence_length"
+            )
         length = _static_dim(token_ids, 1)
         if position_ids is None:
             if length is not None and length > self.max_sequence_length:
@@ -67,13 +89,15 @@ class UniLMv2PositionIds(keras.layers.Layer):
             )
         return ops.cast(position_ids, "int32")
 
-    def compute_output_spec(self, token_ids, position_ids=None):
+    def compute_output_spec(self, token_ids, position_ids=None, segment_ids=None):
         batch = token_ids.shape[0] if position_ids is not None else 1
         return keras.KerasTensor((batch, token_ids.shape[1]), dtype="int32")
 
     def get_config(self):
         config = super().get_config()
         config["max_sequence_length"] = self.max_sequence_length
+        config["vocabulary_size"] = self.vocabulary_size
+        config["num_segments"] = self.num_segments
         return config
 
 

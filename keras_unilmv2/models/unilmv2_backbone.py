@@ -198,8 +198,13 @@ class UniLMv2Backbone(PresetMixin, Backbone):
             dtype=dtype,
             name="token_embedding",
         )
+        # It also refuses out-of-range ids in eager calls (see its docs).
         self.position_ids_layer = UniLMv2PositionIds(
-            max_sequence_length, dtype=dtype, name="position_ids_resolver"
+            max_sequence_length,
+            vocabulary_size=vocabulary_size,
+            num_segments=num_segments,
+            dtype=dtype,
+            name="position_ids_resolver",
         )
         self.position_embedding = keras.layers.Embedding(
             input_dim=max_sequence_length,
@@ -325,7 +330,9 @@ class UniLMv2Backbone(PresetMixin, Backbone):
         output_positions=None,
         training=None,
     ):
-        position_ids = self.position_ids_layer(token_ids, position_ids)
+        position_ids = self.position_ids_layer(
+            token_ids, position_ids, segment_ids=segment_ids
+        )
         x = self.embeddings_add(
             (
                 self.token_embedding(token_ids),

@@ -71,11 +71,21 @@ def load_state_dict(path):
     return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
 
 
+def _read_config(path):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"`config` file does not exist. Received: config={path!r}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as e:
+        raise ValueError(f"`config` file {path!r} is not valid JSON: {e}") from e
+
+
 def backbone_kwargs_from_config(config):
     """Maps a UniLMv2 (s2s-ft / BERT style) config dict to backbone arguments."""
     if isinstance(config, (str, os.PathLike)):
-        with open(config) as f:
-            config = json.load(f)
+        config = _read_config(config)
     required = (
         "vocab_size",
         "hidden_size",
@@ -400,8 +410,11 @@ def convert_checkpoint(
             f"overwrite it. Received: output_dir={output_dir!r}"
         )
     if isinstance(config, (str, os.PathLike)):
-        with open(config) as f:
-            config = json.load(f)
+        config = _read_config(config)
+    if not os.path.isfile(os.fspath(vocabulary)):
+        raise ValueError(
+            f"`vocabulary` file does not exist. Received: vocabulary={os.fspath(vocabulary)!r}"
+        )
     kwargs = backbone_kwargs_from_config(config)
     if relative_position_buckets is not None:
         kwargs["relative_position_buckets"] = relative_position_buckets
@@ -489,6 +502,10 @@ def verify_against_reference(backbone, reference_file, atol=1e-4):
     """
     from keras import ops
 
+    if not os.path.isfile(os.fspath(reference_file)):
+        raise ValueError(
+            f"The reference file does not exist. Received: reference_file={reference_file!r}"
+        )
     data = np.load(reference_file)
     groups = sorted({k.rpartition("/")[0] for k in data.files if k.endswith("input_ids")})
     results = {}

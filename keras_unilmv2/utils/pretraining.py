@@ -4,9 +4,12 @@
 """
 
 import csv
+import hashlib
 import json
 import math
 import os
+import re
+import shutil
 import sys
 
 from keras_unilmv2.utils.corpus import rst_paragraphs
@@ -220,6 +223,179 @@ def _stop_after(keras, epochs):
     return StopAfter()
 
 
+# === Crash-safe checkpoints ===
+
+CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)\.json$")
+RUN_SETTINGS_FILE = "run.json"
+KEEP_CHECKPOINTS = 2
+
+
+def _fsync(path):
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def write_json_atomically(path, data):
+    """Writes `data` to a temporary file, then renames it over `path`: a
+    reader sees the old or the new file, never a partial one."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _checkpoint_files(backup_dir, epoch):
+    stem = os.path.join(backup_dir, f"ckpt-{epoch:06d}")
+    return stem + ".weights.h5", stem + ".json"
+
+
+def save_checkpoint(model, backup_dir, epoch, keep=KEEP_CHECKPOINTS):
+    """Saves `model` (weights and optimizer state) after `epoch` intervals.
+
+    The weights go to a temporary file that is renamed into place, then a
+    small JSON record with the epoch and the file's sha256 is written the
+    same way: the record is the commit, a checkpoint without it (a run
+    killed mid-write) is never read. The newest `keep` checkpoints stay.
+    """
+    from keras_unilmv2.utils.preset_utils import file_sha256
+
+    os.makedirs(backup_dir, exist_ok=True)
+    weights, record = _checkpoint_files(backup_dir, epoch)
+    tmp = os.path.join(backup_dir, f"tmp-ckpt-{epoch:06d}.weights.h5")
+    model.save_weights(tmp, overwrite=True)
+    _fsync(tmp)
+    os.replace(tmp, weights)
+    write_json_atomically(record, {"epoch": epoch, "sha256": file_sha256(weights)})
+    for old_epoch, old_weights, old_record in list_checkpoints(backup_dir)[keep:]:
+        os.remove(old_record)
+        if os.path.exists(old_weights):
+            os.remove(old_weights)
+
+
+def list_checkpoints(backup_dir):
+    """`(epoch, weights, record)` of the committed checkpoints, newest first."""
+    if not os.path.isdir(backup_dir):
+        return []
+    found = []
+    for name in os.listdir(backup_dir):
+        match = CHECKPOINT_PATTERN.match(name)
+        if match:
+            found.append((int(match.group(1)), *_checkpoint_files(backup_dir, int(match.group(1)))))
+    return sorted(found, reverse=True)
+
+
+def latest_valid_checkpoint(backup_dir, log=print):
+    """`(epoch, weights path)` of the newest checkpoint that is intact, or
+    `(0, None)`. A checkpoint whose file is missing or whose bytes differ from
+    its recorded sha256 is skipped (with a message), so a run killed while
+    writing resumes from the previous one."""
+    from keras_unilmv2.utils.preset_utils import file_sha256
+
+    for epoch, weights, record in list_checkpoints(backup_dir):
+        try:
+            with open(record) as f:
+                expected = json.load(f)["sha256"]
+            if os.path.isfile(weights) and file_sha256(weights) == expected:
+                return epoch, weights
+            problem = "missing" if not os.path.isfile(weights) else "corrupted"
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            problem = f"unreadable record ({e})"
+        log(f"skipping the checkpoint {weights} ({problem}); trying an older one")
+    # A checkpoint written by Keras' BackupAndRestore (older versions).
+    legacy = os.path.join(backup_dir, "latest.weights.h5")
+    legacy_record = os.path.join(backup_dir, "training_metadata.json")
+    if os.path.isfile(legacy) and os.path.isfile(legacy_record):
+        try:
+            import h5py
+
+            with h5py.File(legacy, "r"), open(legacy_record) as f:
+                return int(json.load(f)["epoch"]), legacy
+        except (OSError, ValueError, KeyError) as e:
+            log(f"skipping the checkpoint {legacy} (unreadable: {e})")
+    return 0, None
+
+
+def check_run_settings(backup_dir, settings):
+    """Refuses to resume checkpoints written with other settings.
+
+    The first run stores `settings` in `<backup_dir>/run.json`; a later run
+    with any different value raises a `ValueError` listing the differences
+    (resuming them would silently mix two runs).
+    """
+    path = os.path.join(backup_dir, RUN_SETTINGS_FILE)
+    if not os.path.exists(path):
+        os.makedirs(backup_dir, exist_ok=True)
+        write_json_atomically(path, settings)
+        return
+    with open(path) as f:
+        stored = json.load(f)
+    differences = [
+        f"{key}: {stored.get(key)!r} in the checkpoints, {settings.get(key)!r} now"
+        for key in sorted(set(stored) | set(settings))
+        if stored.get(key) != settings.get(key)
+    ]
+    if differences:
+        raise ValueError(
+            f"The training state in {os.path.dirname(backup_dir)!r} is from a run "
+            "with other settings; resuming it would mix two runs. Differences: "
+            + "; ".join(differences)
+            + ". Rerun with the same settings to resume, or use another "
+            "`--output` directory (or delete its `training` folder to start over)."
+        )
+
+
+def _truncate_history(path, last_step):
+    """Drops log rows after the checkpoint a run resumes from."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= last_step]
+    if len(kept) != len(rows):
+        tmp = path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(tmp, path)
+
+
+def _checkpointer(keras, backup_dir, restore_from, restore_epoch):
+    class CrashSafeBackup(keras.callbacks.Callback):
+        """Restores `restore_from` at the start, checkpoints every interval."""
+
+        def __init__(self):
+            super().__init__()
+            self.last_epoch = restore_epoch
+
+        def on_train_begin(self, logs=None):
+            if restore_from is None:
+                return
+            optimizer = self.model.optimizer
+            if optimizer is not None and not optimizer.built:
+                # Its variables must exist to receive the saved state.
+                optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(restore_from)
+
+        def on_epoch_end(self, epoch, logs=None):
+            save_checkpoint(self.model, backup_dir, epoch + 1)
+            self.last_epoch = epoch + 1
+
+    return CrashSafeBackup()
+
+
+def _publish_preset(export_dir, output_dir):
+    """Moves a finished preset into `output_dir`, `model.weights.h5` last:
+    the preset is complete once that file exists."""
+    names = sorted(os.listdir(export_dir), key=lambda n: n == "model.weights.h5")
+    for name in names:
+        target = os.path.join(output_dir, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        os.replace(os.path.join(export_dir, name), target)
+    shutil.rmtree(export_dir)
+
+
 def pretrain(
     inputs,
     output_dir,
@@ -257,12 +433,22 @@ def pretrain(
     from keras_unilmv2.models.unilmv2_pmlm import UniLMv2PMLM
     from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
     from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
+    from keras_unilmv2.utils.preset_utils import file_sha256
     from keras_unilmv2.utils.schedules import WarmupLinearDecay
     from keras_unilmv2.utils.vocabulary import build_wordpiece_vocabulary
 
     if steps % checkpoint_every:
         raise ValueError(
             f"`steps` ({steps}) must be a multiple of `checkpoint_every` ({checkpoint_every})."
+        )
+    if sequence_length > max_sequence_length:
+        # The PMLM layout gives its slots positions 0..sequence_length-1
+        # (pseudo masks reuse their token's position).
+        raise ValueError(
+            f"`sequence_length` (--sequence-length {sequence_length}) exceeds the "
+            f"position table (--max-sequence-length {max_sequence_length}): the "
+            f"PMLM layout uses positions 0..{sequence_length - 1}. Use a "
+            f"sequence length of at most {max_sequence_length} or a larger table."
         )
     os.makedirs(output_dir, exist_ok=True)
     if os.path.exists(os.path.join(output_dir, "model.weights.h5")):
@@ -278,13 +464,44 @@ def pretrain(
     log(f"{len(train_texts)} training and {len(heldout_texts)} held-out documents")
 
     vocab_path = os.path.join(work_dir, "vocabulary.txt")
+    # Written to a temporary file and renamed: never a truncated vocabulary.
+    vocab_tmp = vocab_path + ".tmp"
     if vocabulary is None and not os.path.exists(vocab_path):
         log(f"building a WordPiece vocabulary of up to {vocabulary_size} tokens")
-        build_wordpiece_vocabulary(train_texts, vocabulary_size, output_file=vocab_path)
+        build_wordpiece_vocabulary(train_texts, vocabulary_size, output_file=vocab_tmp)
+        os.replace(vocab_tmp, vocab_path)
     elif vocabulary is not None:
-        with open(vocabulary, encoding="utf-8") as f, open(vocab_path, "w", encoding="utf-8") as g:
+        if not os.path.isfile(vocabulary):
+            raise ValueError(f"`--vocab` file does not exist: {vocabulary!r}")
+        with open(vocabulary, encoding="utf-8") as f, open(vocab_tmp, "w", encoding="utf-8") as g:
             g.write(f.read())
+        os.replace(vocab_tmp, vocab_path)
     tokenizer = UniLMv2Tokenizer(vocabulary=vocab_path, lowercase=True)
+
+    backup_dir = os.path.join(work_dir, "checkpoints")
+    check_run_settings(
+        backup_dir,
+        {
+            "vocabulary_size": tokenizer.vocabulary_size(),
+            "vocabulary_sha256": file_sha256(vocab_path),
+            "corpus_documents": len(texts),
+            "corpus_sha256": hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest(),
+            "num_layers": num_layers,
+            "num_heads": num_heads,
+            "hidden_dim": hidden_dim,
+            "intermediate_dim": intermediate_dim,
+            "max_sequence_length": max_sequence_length,
+            "sequence_length": sequence_length,
+            "batch_size": batch_size,
+            "steps": steps,
+            "warmup_steps": warmup_steps,
+            "learning_rate": learning_rate,
+            "checkpoint_every": checkpoint_every,
+            "heldout_every": heldout_every,
+            "seed": seed,
+            "init_from": None if init_from is None else os.fspath(init_from),
+        },
+    )
 
     def make_preprocessor(preprocessor_seed):
         return UniLMv2PMLMPreprocessor(
@@ -329,21 +546,22 @@ def pretrain(
     eval_pre = make_preprocessor(10_000 + seed)
     heldout = evaluation_dataset(heldout_texts, eval_pre, batch_size)
     state_path = os.path.join(work_dir, "untrained_heldout.json")
+    untrained = None
     if os.path.exists(state_path):
-        with open(state_path) as f:
-            untrained = json.load(f)
-    else:
+        try:
+            with open(state_path) as f:
+                untrained = json.load(f)
+        except ValueError:  # Written before atomic writes; recompute.
+            untrained = None
+    if untrained is None:
         untrained = pmlm.evaluate(heldout, verbose=0, return_dict=True)
-        with open(state_path, "w") as f:
-            json.dump(untrained, f)
+        write_json_atomically(state_path, {k: float(v) for k, v in untrained.items()})
 
-    backup_dir = os.path.join(work_dir, "checkpoints")
-    done_epochs = 0
-    metadata_file = os.path.join(backup_dir, "training_metadata.json")
-    if os.path.exists(metadata_file):
-        with open(metadata_file) as f:
-            done_epochs = json.load(f)["epoch"]
-        log(f"resuming after step {done_epochs * checkpoint_every}")
+    done_epochs, restore_from = latest_valid_checkpoint(backup_dir, log)
+    history_path = os.path.join(work_dir, "history.csv")
+    _truncate_history(history_path, done_epochs * checkpoint_every)
+    if restore_from is not None:
+        log(f"resuming after step {done_epochs * checkpoint_every} from {restore_from}")
     epochs = steps // checkpoint_every
     data = training_dataset(
         train_texts,
@@ -353,30 +571,42 @@ def pretrain(
         seed,
         skip_batches=done_epochs * checkpoint_every,
     )
+    checkpointer = _checkpointer(keras, backup_dir, restore_from, done_epochs)
     callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False),
-        _step_logger(keras, os.path.join(work_dir, "history.csv"), checkpoint_every),
+        # The log row first: a run killed between the two rewrites the row
+        # (rows after the checkpoint it resumes from are dropped).
+        _step_logger(keras, history_path, checkpoint_every),
+        checkpointer,
         _reseed_dropout(keras, seed),
     ]
     if stop_after_checkpoints:
         callbacks.append(_stop_after(keras, stop_after_checkpoints))
-    pmlm.fit(
-        data,
-        epochs=epochs,
-        steps_per_epoch=checkpoint_every,
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
-    with open(metadata_file) as f:
-        if json.load(f)["epoch"] < epochs:
-            log("stopped before the last step; run the same command again to resume")
-            return None
+    if done_epochs < epochs:
+        pmlm.fit(
+            data,
+            epochs=epochs,
+            initial_epoch=done_epochs,
+            steps_per_epoch=checkpoint_every,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    else:  # Trained to the end; the export had not finished.
+        checkpointer.set_model(pmlm)
+        checkpointer.on_train_begin()
+    if checkpointer.last_epoch < epochs:
+        log("stopped before the last step; run the same command again to resume")
+        return None
 
     trained = pmlm.evaluate(heldout, verbose=0, return_dict=True)
-    plot_history(os.path.join(work_dir, "history.csv"), os.path.join(work_dir, "curves.png"))
-    backbone.save_to_preset(output_dir)
-    tokenizer.save_to_preset(output_dir)
-    metadata_path = os.path.join(output_dir, "metadata.json")
+    plot_history(history_path, os.path.join(work_dir, "curves.png"))
+    # The preset is written aside and moved in, weights last (see
+    # `_publish_preset`): a run killed while exporting exports again.
+    export_dir = os.path.join(work_dir, "export")
+    if os.path.exists(export_dir):
+        shutil.rmtree(export_dir)
+    backbone.save_to_preset(export_dir)
+    tokenizer.save_to_preset(export_dir)
+    metadata_path = os.path.join(export_dir, "metadata.json")
     with open(metadata_path) as f:
         metadata = json.load(f)
     metadata.update(
@@ -407,8 +637,8 @@ def pretrain(
     )
     if init_from is not None:
         _record_previous_stages(metadata, init_from)
-    with open(metadata_path, "w") as f:
-        json.dump(metadata, f, indent=2)
+    write_json_atomically(metadata_path, metadata)
+    _publish_preset(export_dir, output_dir)
     if distribution is not None:
         keras.distribution.set_distribution(None)
     return metadata

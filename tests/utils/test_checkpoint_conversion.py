@@ -288,3 +288,67 @@ def test_fixture_dir_is_self_contained():
     # The repository tests itself without ../shared.
     for name in ("model.bin", "config.json", "vocab.txt", "encoder.npz", "mlm.npz"):
         assert os.path.exists(os.path.join(FIXTURE_DIR, name))
+
+
+def _tool_main(*args):
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    try:
+        import convert_unilmv2_checkpoint
+    finally:
+        sys.path.pop(0)
+    return convert_unilmv2_checkpoint.main(list(args))
+
+
+def _tool_args(output, **overrides):
+    paths = {
+        "--checkpoint": fixture_path("model.bin"),
+        "--config": fixture_path("config.json"),
+        "--vocab": fixture_path("vocab.txt"),
+        "--output": output,
+    }
+    paths.update(overrides)
+    return [part for item in paths.items() for part in item]
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint", "--config", "--vocab", "--verify"])
+def test_command_line_names_a_missing_input_file(flag, tmp_path, capsys):
+    output = os.path.join(tmp_path, "preset")
+    missing = os.path.join(tmp_path, "missing.file")
+    if flag == "--verify":
+        code = _tool_main(*_tool_args(output), "--verify", missing)
+    else:
+        code = _tool_main(*_tool_args(output, **{flag: missing}))
+    assert code == 1
+    error = capsys.readouterr().err
+    assert f"the {flag} file does not exist: {missing!r}" in error
+    assert "Traceback" not in error
+    assert not os.path.exists(output)
+
+
+def test_missing_config_in_the_library_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="`config` file does not exist"):
+        cc.backbone_kwargs_from_config(os.path.join(tmp_path, "nope.json"))
+    broken = os.path.join(tmp_path, "broken.json")
+    open(broken, "w").write('{"vocab_size": 1')
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        cc.backbone_kwargs_from_config(broken)
+    with pytest.raises(ValueError, match="reference file does not exist"):
+        cc.verify_against_reference(_fresh_backbone(), os.path.join(tmp_path, "x.npz"))
+
+
+def test_a_failed_verify_removes_the_preset_it_wrote(tmp_path, capsys):
+    reference = dict(np.load(fixture_path("encoder.npz")))
+    key = next(k for k in reference if k.endswith("sequence_output"))
+    reference[key] = reference[key] + 1.0
+    wrong = os.path.join(tmp_path, "wrong.npz")
+    np.savez(wrong, **reference)
+    created = os.path.join(tmp_path, "created")
+    assert _tool_main(*_tool_args(created), "--verify", wrong) == 1
+    error = capsys.readouterr().err
+    assert "differs from the reference" in error and "was removed" in error
+    assert not os.path.exists(created)
+    # An empty directory given by the user stays, emptied.
+    given = os.path.join(tmp_path, "given")
+    os.makedirs(given)
+    assert _tool_main(*_tool_args(given), "--verify", wrong) == 1
+    assert os.listdir(given) == []
