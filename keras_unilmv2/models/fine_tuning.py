@@ -1,6 +1,5 @@
 """What the fine-tuning tasks share: the default optimizer and its
-fit-sized learning-rate schedule, per-epoch shuffling, and `from_preset`
-keywords for the preprocessor.
+fit-sized learning-rate schedule, and per-epoch shuffling.
 
 The defaults follow s2s-ft's fine-tuning recipe (`run_seq2seq.py`): AdamW
 with weight decay 0.01 (none on biases and LayerNorm), gradient clipping at
@@ -10,7 +9,6 @@ decay to 0 at the last step. Each task sets its peak rate
 gives the measurements behind them.
 """
 
-import inspect
 import math
 import warnings
 
@@ -111,7 +109,7 @@ def shuffled_dataset(x, y=None, sample_weight=None, batch_size=None, seed=None):
 
 
 class FineTuningMixin:
-    """Default optimizer, fit-sized schedule, shuffling and preset keywords.
+    """Default optimizer, fit-sized schedule and shuffling.
 
     Mix into a task before the keras-hub base class (after `PresetMixin`).
     A task sets `default_learning_rate` and calls `default_optimizer()` for
@@ -131,43 +129,6 @@ class FineTuningMixin:
         if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = self.default_optimizer()
         super().compile(optimizer, *args, **kwargs)
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """As keras-hub's, and keywords of the preprocessor's constructor
-        (`sequence_length`, ...) build the preprocessor with them; unknown
-        keywords are a `TypeError`."""
-        task_params = set(inspect.signature(cls.__init__).parameters) - {
-            "self", "args", "kwargs"
-        }
-        task_params |= {"load_task_weights", "dtype", "name", "trainable", "compile"}
-        preprocessor_params = set()
-        if cls.preprocessor_cls is not None:
-            preprocessor_params = set(
-                inspect.signature(cls.preprocessor_cls.__init__).parameters
-            ) - {"self", "args", "kwargs", "tokenizer"}
-        unknown = sorted(set(kwargs) - task_params - preprocessor_params)
-        if unknown:
-            raise TypeError(
-                f"{cls.__name__}.from_preset() got unexpected keyword "
-                f"argument(s) {unknown}. It accepts the task's arguments "
-                f"{sorted(task_params)} and the preprocessor's "
-                f"{sorted(preprocessor_params)}."
-            )
-        preprocessor_kwargs = {
-            k: kwargs.pop(k) for k in list(kwargs) if k in preprocessor_params - task_params
-        }
-        if preprocessor_kwargs:
-            if kwargs.get("preprocessor") is not None:
-                raise ValueError(
-                    f"Pass {sorted(preprocessor_kwargs)} either to "
-                    f"`{cls.__name__}.from_preset` or to the `preprocessor` "
-                    "you give it, not both."
-                )
-            kwargs["preprocessor"] = cls.preprocessor_cls.from_preset(
-                preset, **preprocessor_kwargs
-            )
-        return super().from_preset(preset, load_weights=load_weights, **kwargs)
 
     def fit(
         self,

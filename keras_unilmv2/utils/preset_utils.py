@@ -578,6 +578,45 @@ def _is_local_dir(preset):
     return isinstance(preset, str) and "://" not in preset and os.path.isdir(preset)
 
 
+def _preprocessor_from_keywords(cls, preset, kwargs):
+    """Task `from_preset` keywords of the preprocessor's constructor
+    (`sequence_length`, `encoder_sequence_length`, ...) build the
+    preprocessor with them (keras-hub would pass them to the task, which
+    ignores them); a keyword neither the task nor its preprocessor takes is
+    a `TypeError`. Edits `kwargs` in place."""
+    import inspect
+
+    def params(function):
+        return set(inspect.signature(function).parameters) - {
+            "self", "args", "kwargs", "tokenizer"
+        }
+
+    task_params = params(cls.__init__) | {
+        "load_weights", "load_task_weights", "dtype", "name", "trainable", "compile"
+    }
+    preprocessor_cls = getattr(cls, "preprocessor_cls", None)
+    preprocessor_params = params(preprocessor_cls.__init__) if preprocessor_cls else set()
+    unknown = sorted(set(kwargs) - task_params - preprocessor_params)
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__}.from_preset() got unexpected keyword argument(s) "
+            f"{unknown}. It accepts the task's arguments {sorted(task_params)} "
+            f"and its preprocessor's {sorted(preprocessor_params)}."
+        )
+    preprocessor_kwargs = {
+        k: kwargs.pop(k) for k in list(kwargs) if k in preprocessor_params - task_params
+    }
+    if not preprocessor_kwargs:
+        return
+    if kwargs.get("preprocessor") is not None:
+        raise ValueError(
+            f"Pass {sorted(preprocessor_kwargs)} either to "
+            f"`{cls.__name__}.from_preset` or to the `preprocessor` you give "
+            "it, not both."
+        )
+    kwargs["preprocessor"] = preprocessor_cls.from_preset(preset, **preprocessor_kwargs)
+
+
 class PresetMixin:
     """Preset names and reliability checks for `from_preset`/`save_to_preset`.
 
@@ -610,6 +649,8 @@ class PresetMixin:
 
         resolved = resolve_preset(preset)
         local = _is_local_dir(resolved)
+        if issubclass(cls, Task):
+            _preprocessor_from_keywords(cls, resolved, kwargs)
         if local:
             load_weights = kwargs.get("load_weights", args[0] if args else True)
             check_preset_files(
