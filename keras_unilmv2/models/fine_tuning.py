@@ -4,9 +4,9 @@ fit-sized learning-rate schedule, and per-epoch shuffling.
 The defaults follow s2s-ft's fine-tuning recipe (`run_seq2seq.py`): AdamW
 with weight decay 0.01 (none on biases and LayerNorm), gradient clipping at
 norm 1.0, a linear warm-up over the first 10% of the steps and a linear
-decay to 0 at the last step. Each task sets its peak rate
+decay to 0 at the last step. The peak rate depends on the model's width
 (`default_learning_rate`); the README's "Fine-tuning defaults" section
-gives the measurements behind them.
+gives the measurements behind it.
 """
 
 import math
@@ -19,6 +19,24 @@ import tensorflow as tf
 from keras_unilmv2.utils.schedules import FineTuningSchedule
 
 WARMUP_FRACTION = 0.1
+
+# (smallest hidden_dim, peak learning rate), widest first. 1024 and 768:
+# the upper end of s2s-ft's suggested ranges for large (1e-5 to 3e-5) and
+# its base recipe (7e-5). 256 and below: measured on the shipped tiny preset
+# (README, "Fine-tuning defaults"). 384: between the two, not measured.
+LEARNING_RATES = ((1024, 3e-5), (768, 7e-5), (384, 3e-4), (0, 1e-3))
+
+
+def default_learning_rate(hidden_dim):
+    """The default peak fine-tuning rate for a backbone `hidden_dim` wide.
+
+    >>> default_learning_rate(768), default_learning_rate(256)
+    (7e-05, 0.001)
+    """
+    for width, rate in LEARNING_RATES:
+        if hidden_dim >= width:
+            return rate
+    return LEARNING_RATES[-1][1]
 
 
 def default_optimizer(learning_rate, warmup_fraction=WARMUP_FRACTION):
@@ -116,14 +134,20 @@ class FineTuningMixin:
     `compile(optimizer="auto")`.
     """
 
-    default_learning_rate = 5e-5
+    # None: by the backbone's width (`default_learning_rate()`); a subclass
+    # or an experiment may set a number.
+    default_learning_rate = None
 
     def default_optimizer(self):
-        return default_optimizer(self.default_learning_rate)
+        rate = self.default_learning_rate
+        if rate is None:
+            rate = default_learning_rate(self.backbone.hidden_dim)
+        return default_optimizer(rate)
 
     def compile(self, optimizer="auto", *args, **kwargs):
-        """`optimizer="auto"` is `default_optimizer()`: AdamW with the
-        task's `default_learning_rate` peak on a `FineTuningSchedule`
+        """`optimizer="auto"` is `default_optimizer()`: AdamW with a peak
+        rate chosen by the backbone's width (3e-5 from `hidden_dim` 1024,
+        7e-5 from 768, 3e-4 from 384, 1e-3 below) on a `FineTuningSchedule`
         (warm-up over 10% of each `fit` call, linear decay to 0), weight
         decay 0.01 (none on biases and LayerNorm), clipnorm 1.0."""
         if isinstance(optimizer, str) and optimizer == "auto":

@@ -214,8 +214,13 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
         """Like `keras_hub.models.Seq2SeqLM.compile`, with s2s-ft defaults.
 
         `loss="auto"` is the label-smoothed loss of the reference (mean over
-        real target tokens, float32); `optimizer="auto"` is AdamW(5e-5,
-        weight decay 0.01) with gradient clipping at norm 1.0;
+        real target tokens, float32); `optimizer="auto"` is
+        the fine-tuning default (`keras_unilmv2.models.fine_tuning`): AdamW
+        with weight decay 0.01 (none on biases and LayerNorm), clipnorm 1.0,
+        a peak rate chosen by the backbone's width (3e-5 from `hidden_dim`
+        1024, 7e-5 from 768, 3e-4 from 384, 1e-3 below), warmed up over the
+        first 10% of each `fit` call's steps and decayed linearly to 0 at
+        its end (s2s-ft's schedule; `fit` sizes it);
         `sampler="greedy"` by default, as the reference decoder with beam 1.
 
         `jit_compile` applies to training as in Keras. Generation is compiled

@@ -88,10 +88,16 @@ def test_default_optimizer_is_adamw_on_the_fit_sized_schedule():
         assert isinstance(task.optimizer, keras.optimizers.AdamW)
         assert isinstance(task.optimizer._learning_rate, FineTuningSchedule)
         assert task.optimizer.clipnorm == 1.0
-        assert task.optimizer._learning_rate.peak_learning_rate == task.default_learning_rate
+        # The tiny preset is 256 wide: the measured small-model rate.
+        assert task.optimizer._learning_rate.peak_learning_rate == 1e-3
     # An explicit optimizer is kept as given.
     classifier.compile(optimizer=keras.optimizers.SGD(0.1))
     assert isinstance(classifier.optimizer, keras.optimizers.SGD)
+
+
+def test_default_learning_rate_by_width():
+    rates = [fine_tuning.default_learning_rate(w) for w in (1024, 768, 512, 384, 256, 32)]
+    assert rates == [3e-5, 7e-5, 3e-4, 3e-4, 1e-3, 1e-3]
 
 
 # --- fit: shuffling and the schedule's plan -----------------------------------
