@@ -18,6 +18,7 @@ score them against references with ROUGE.
 Layout of an output directory:
 
     <output>/training/checkpoints/   run.json (the settings), ckpt-*.weights.h5
+                                     (removed once the run is complete)
     <output>/training/history.json   one row per finished epoch
     <output>/dev_predictions.jsonl   one row per dev example
     <output>/preset/                 the fine-tuned task (`from_preset`)
@@ -37,6 +38,7 @@ from keras_unilmv2.utils.pretraining import RUN_SETTINGS_FILE
 from keras_unilmv2.utils.pretraining import _reseed_dropout
 from keras_unilmv2.utils.pretraining import check_run_settings
 from keras_unilmv2.utils.pretraining import latest_valid_checkpoint
+from keras_unilmv2.utils.pretraining import list_checkpoints
 from keras_unilmv2.utils.pretraining import save_checkpoint
 from keras_unilmv2.utils.pretraining import write_json_atomically
 from keras_unilmv2.utils.preset_utils import file_sha256
@@ -508,6 +510,9 @@ def finetune(
     preset_dir = os.path.join(output_dir, "preset")
     if os.path.exists(export_dir):
         shutil.rmtree(export_dir)
+    # The task's default compile state: the preset gets no optimizer
+    # state (which would triple its size).
+    model.compile()
     model.save_to_preset(export_dir)
     if os.path.exists(preset_dir):
         shutil.rmtree(preset_dir)
@@ -525,6 +530,12 @@ def finetune(
         "command": command,
     }
     write_json_atomically(results_path, results)
+    # Complete: the checkpoints (weights and optimizer state) are no longer
+    # needed; `run.json` stays to refuse a rerun with other settings.
+    for _, weights, record in list_checkpoints(backup_dir):
+        os.remove(record)
+        if os.path.exists(weights):
+            os.remove(weights)
     return results
 
 
