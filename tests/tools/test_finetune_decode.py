@@ -342,3 +342,18 @@ def test_decode_argument_errors(tmp_path, capsys):
         decode_tool.main(base[2:])
     assert e.value.code == 2
     assert "--preset" in capsys.readouterr().err
+
+
+def test_fixed_schedule_of_resumable_runs():
+    """`default_optimizer(total_steps=...)` warms up over its fraction of
+    all steps and decays to 0 at the last: one schedule across per-epoch
+    `fit` calls and resumes."""
+    from keras_unilmv2.models.fine_tuning import default_optimizer
+
+    schedule = default_optimizer(1e-4, 0.1, total_steps=100)._learning_rate
+    rates = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    np.testing.assert_allclose(rates, [0.0, 5e-5, 1e-4, 5e-5, 0.0], rtol=1e-6, atol=1e-12)
+    with pytest.raises(ValueError, match="Received: total_steps=0"):
+        default_optimizer(1e-4, 0.1, total_steps=0)
+    with pytest.raises(ValueError, match="Received: warmup_fraction=1.5"):
+        default_optimizer(1e-4, 1.5, total_steps=10)
