@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_unilmv2.utils.schedules import FineTuningSchedule
+from keras_unilmv2.utils.schedules import WarmupLinearDecay
 
 WARMUP_FRACTION = 0.1
 
@@ -39,11 +40,36 @@ def default_learning_rate(hidden_dim):
     return LEARNING_RATES[-1][1]
 
 
-def default_optimizer(learning_rate, warmup_fraction=WARMUP_FRACTION):
+def default_optimizer(learning_rate, warmup_fraction=WARMUP_FRACTION, total_steps=None):
     """AdamW(`learning_rate` peak, weight decay 0.01 except biases and
-    LayerNorm, clipnorm 1.0) on a `FineTuningSchedule` that `fit` sizes."""
+    LayerNorm, clipnorm 1.0) on a `FineTuningSchedule` that `fit` sizes.
+
+    With `total_steps`, the schedule is instead fixed: a
+    `WarmupLinearDecay` over `total_steps` optimizer steps (warm-up over
+    `warmup_fraction` of them), which `fit` leaves alone. A run that calls
+    `fit` once per epoch, or resumes from a checkpoint, needs this.
+
+    Example:
+    ```python
+    task.compile(optimizer=default_optimizer(3e-5, 0.1, total_steps=1000))
+    ```
+    """
+    if total_steps is None:
+        schedule = FineTuningSchedule(learning_rate, warmup_fraction)
+    else:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(
+                f"`total_steps` must be an integer >= 1. Received: total_steps={total_steps!r}"
+            )
+        if not 0 <= warmup_fraction < 1:
+            raise ValueError(
+                "`warmup_fraction` must be in [0, 1). Received: "
+                f"warmup_fraction={warmup_fraction!r}"
+            )
+        warmup_steps = min(int(round(warmup_fraction * total_steps)), total_steps - 1)
+        schedule = WarmupLinearDecay(learning_rate, warmup_steps, total_steps)
     optimizer = keras.optimizers.AdamW(
-        FineTuningSchedule(learning_rate, warmup_fraction),
+        schedule,
         weight_decay=0.01,
         epsilon=1e-6,
         clipnorm=1.0,
