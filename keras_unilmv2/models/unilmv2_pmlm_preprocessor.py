@@ -590,36 +590,30 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
         drawn = tf.where(draws["is_span"], draws["span_length"], 1)  # [B, K]
         start_draws = draws["start"]  # [B, K]
 
-        def free_slots(block_of):
-            return tf.logical_and(candidate, tf.equal(block_of, 0))
+        def going(count, free):
+            """Examples that still place a block: short of the target and
+            with a free token left."""
+            return tf.logical_and(count < target, tf.reduce_any(free, axis=1))
 
-        def active(count, block_of):
-            return tf.logical_and(
-                count < target, tf.reduce_any(free_slots(block_of), axis=1)
-            )
+        def cond(num_blocks, count, free, block_of, active):
+            return tf.reduce_any(active)
 
-        def cond(num_blocks, count, block_of):
-            return tf.reduce_any(active(count, block_of))
-
-        def body(num_blocks, count, block_of):
-            going = active(count, block_of)  # [B]
-            free = free_slots(block_of)
+        def body(num_blocks, count, free, block_of, active):
             # run[b, p]: free slots in a row from p (capped at the longest
             # span); a block of length l fits at p iff run[b, p] >= l.
-            run = tf.zeros([batch_size, n], tf.int32)
+            run = tf.cast(free, tf.int32)
             alive = free
-            for shift in range(1, longest + 1):
+            for shift in range(1, longest):
+                ahead = tf.pad(free[:, shift:], [[0, 0], [0, shift]])
+                alive = tf.logical_and(alive, ahead)
                 run += tf.cast(alive, tf.int32)
-                if shift < longest:
-                    ahead = tf.pad(free[:, shift:], [[0, 0], [0, shift]])
-                    alive = tf.logical_and(alive, ahead)
             block = tf.minimum(num_blocks, k - 1)
             wanted = tf.minimum(
                 tf.gather(drawn, block, batch_dims=1), k - count
             )
             # The drawn length, shortened to the longest free run if needed.
             block_length = tf.minimum(tf.reduce_max(run, axis=1), wanted)
-            block_length = tf.where(going, block_length, 0)
+            block_length = tf.where(active, block_length, 0)
             starts = tf.logical_and(
                 run >= block_length[:, tf.newaxis],
                 (block_length > 0)[:, tf.newaxis],
@@ -645,16 +639,25 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
             block_of = tf.where(
                 in_block, (num_blocks + 1)[:, tf.newaxis], block_of
             )
-            num_blocks = num_blocks + tf.cast(going, tf.int32)
-            return num_blocks, count + block_length, block_of
+            free = tf.logical_and(free, tf.logical_not(in_block))
+            num_blocks = num_blocks + tf.cast(active, tf.int32)
+            count = count + block_length
+            return num_blocks, count, free, block_of, going(count, free)
 
         zeros = tf.zeros([batch_size], tf.int32)
-        return tf.while_loop(
+        num_blocks, count, _, block_of, _ = tf.while_loop(
             cond,
             body,
-            (zeros, zeros, tf.zeros([batch_size, n], tf.int32)),
+            (
+                zeros,
+                zeros,
+                candidate,
+                tf.zeros([batch_size, n], tf.int32),
+                going(zeros, candidate),
+            ),
             maximum_iterations=k,
         )
+        return num_blocks, count, block_of
 
     def _process_packed(self, token_ids, num_real):
         """The PMLM examples of packed ids `[B, N]` with real lengths `[B]`."""
