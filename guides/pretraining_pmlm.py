@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 
+import keras
 import numpy as np
 
 import keras_unilmv2
@@ -43,7 +44,9 @@ def parse_args():
 # The preprocessor tokenizes the text, masks about 15% of it in blocks (40%
 # spans of 2-6 tokens, 60% single tokens), draws a factorization order over
 # the blocks and lays out: the corrupted text, then per step `[P]`s and the
-# original tokens, with a 3-D attention mask.
+# original tokens. It ships only per-slot descriptors (the kind of every slot
+# and its factorization step); the model builds the 3-D attention mask from
+# them on the device, with the same function we call here to draw it.
 
 
 def show_layout(tokenizer, output_dir):
@@ -53,6 +56,9 @@ def show_layout(tokenizer, output_dir):
     text = "The list type is a mutable sequence of objects in Python."
     x, y, _ = preprocessor(text)
     x = {k: np.asarray(v) for k, v in x.items()}
+    # The dense inputs `UniLMv2PMLM` builds in its graph from the descriptors.
+    dense = keras_unilmv2.masks.pmlm_backbone_inputs(x)
+    x.update({k: np.asarray(keras.ops.convert_to_numpy(v)) for k, v in dense.items()})
     real = x["padding_mask"].astype(bool)
     tokens = [tokenizer.id_to_token(int(i)) for i in x["token_ids"][real]]
     positions = x["position_ids"][real]

@@ -662,6 +662,7 @@ def pmlm_layout(
     pad_token_id=0,
     drop_last_step_originals=False,
     *,
+    with_attention_mask=True,
     ops="tf",
 ):
     """The PMLM input layout (paper Figure 2) with its mask and positions.
@@ -701,12 +702,19 @@ def pmlm_layout(
         pseudo_token_id: int, the id of `[P]` (UniLMv2 uses `[MASK]`).
         pad_token_id: int, the id put on padding slots after the context.
         drop_last_step_originals: bool, see above. Defaults to `False`.
+        with_attention_mask: bool, whether to build the dense
+            `attention_mask` (`[..., L, L]`). The slot descriptors
+            `slot_kind` and `slot_step` determine it
+            (`pmlm_attention_mask`), so a pipeline that feeds `UniLMv2PMLM`
+            passes `False` and lets the model build it on the device.
+            Defaults to `True`.
         ops: `"tf"` or `"keras"`.
 
     Returns:
         A dict with `token_ids`, `segment_ids`, `position_ids`
         (int32 `[..., L]`), `padding_mask` (bool `[..., L]`, every
-        non-padding slot), `attention_mask` (bool `[..., L, L]`),
+        non-padding slot), `attention_mask` (bool `[..., L, L]`; only with
+        `with_attention_mask=True`),
         `pseudo_positions` (int32 `[..., K]`: the layout slot of the `[P]`
         of every masked token, 0 for padding entries), `slot_kind` and
         `slot_step` (int32 `[..., L]`).
@@ -816,15 +824,94 @@ def pmlm_layout(
     position_ids = xp.concat([context_positions, tail_positions])
     slot_kind = xp.concat([context_kind, tail_kind])
     slot_step = xp.concat([context_steps, tail_steps])
-    return {
+    layout = {
         "token_ids": token_ids,
         "segment_ids": xp.zeros_like(token_ids),
         "position_ids": position_ids,
         "padding_mask": xp.not_equal(slot_kind, PADDING_SLOT),
-        "attention_mask": pmlm_attention_mask(slot_kind, slot_step, ops=ops),
         "pseudo_positions": xp.where(valid, pseudo_slot, 0),
         "slot_kind": slot_kind,
         "slot_step": slot_step,
+    }
+    if with_attention_mask:
+        layout["attention_mask"] = pmlm_attention_mask(
+            slot_kind, slot_step, ops=ops
+        )
+    return layout
+
+
+# The inputs of `UniLMv2PMLM` (and outputs `x` of `UniLMv2PMLMPreprocessor`):
+# O(L) per-slot descriptors, no dense mask.
+PMLM_MODEL_INPUTS = (
+    "token_ids",
+    "position_ids",
+    "slot_kind",
+    "slot_step",
+    "mask_positions",
+    "pseudo_positions",
+)
+
+
+def pmlm_backbone_inputs(inputs, *, ops="keras"):
+    """The backbone inputs of a PMLM example, from its per-slot descriptors.
+
+    `UniLMv2PMLM` takes O(L) inputs per example (see `PMLM_MODEL_INPUTS`):
+    token ids, position ids and, per slot, its kind (`CONTEXT_SLOT`,
+    `PSEUDO_SLOT`, `ORIGINAL_SLOT`, `PADDING_SLOT`) and factorization step.
+    This function expands them into what `UniLMv2Backbone` reads: segment
+    ids (all 0), the padding mask (every non-padding slot) and the dense
+    3-D attention mask of `pmlm_attention_mask`. The model calls it in its
+    graph (`ops="keras"`), so the `[L, L]` mask is built on the device and
+    never shipped from the host; tests and pictures that want the dense mask
+    call it (or `pmlm_attention_mask`) on the same descriptors.
+
+    Args:
+        inputs: a dict with at least `token_ids`, `position_ids`,
+            `slot_kind` and `slot_step` (int `[..., L]`).
+        ops: `"keras"` (the default, e.g. inside a model) or `"tf"`.
+
+    Returns:
+        A dict with `token_ids`, `segment_ids`, `position_ids` (int32
+        `[..., L]`), `padding_mask` (bool `[..., L]`) and `attention_mask`
+        (bool `[..., L, L]`).
+
+    Example:
+    ```python
+    layout = keras_unilmv2.masks.pmlm_layout(
+        [11, 103, 13, 16], [True] * 4, [1], [1], [12], pseudo_token_id=103,
+        with_attention_mask=False,
+    )
+    dense = keras_unilmv2.masks.pmlm_backbone_inputs(layout, ops="tf")
+    dense["attention_mask"].shape  # (6, 6)
+    ```
+    """
+    if not isinstance(inputs, dict):
+        raise TypeError(
+            "`inputs` must be a dict of PMLM inputs (token_ids, "
+            "position_ids, slot_kind, slot_step). Received: inputs of type "
+            f"{type(inputs).__name__}"
+        )
+    missing = [
+        key
+        for key in ("token_ids", "position_ids", "slot_kind", "slot_step")
+        if key not in inputs
+    ]
+    if missing:
+        raise ValueError(
+            f"`inputs` is missing the PMLM inputs {missing}. Received keys: "
+            f"{sorted(inputs)}"
+        )
+    xp = _ops(ops)
+    token_ids = xp.int32(inputs["token_ids"])
+    kind = xp.int32(inputs["slot_kind"])
+    return {
+        "token_ids": token_ids,
+        "segment_ids": xp.zeros_like(token_ids),
+        "position_ids": xp.int32(inputs["position_ids"]),
+        "padding_mask": xp.not_equal(kind, PADDING_SLOT),
+        "attention_mask": pmlm_attention_mask(
+            kind, inputs["slot_step"], ops=ops
+        ),
     }
 
 
@@ -832,8 +919,10 @@ def pmlm_model_inputs(layout, mask_positions):
     """`UniLMv2PMLM`'s inputs for a `pmlm_layout` result, as NumPy arrays.
 
     For building PMLM batches outside the preprocessor (tests, benchmarks,
-    custom pipelines): the layout's ids, positions, padding and attention
-    masks plus the `[M]` slots to score, all int32.
+    custom pipelines): the layout's token ids, position ids and slot
+    descriptors plus the `[M]` slots to score, all int32 (the keys of
+    `PMLM_MODEL_INPUTS`). The model builds the attention mask from them
+    (`pmlm_backbone_inputs` gives the dense backbone inputs).
 
     Args:
         layout: the dict returned by `pmlm_layout` (any `ops`).
@@ -841,23 +930,15 @@ def pmlm_model_inputs(layout, mask_positions):
             of the layout).
 
     Returns:
-        A dict with `token_ids`, `segment_ids`, `padding_mask`,
-        `position_ids`, `attention_mask`, `mask_positions` and
-        `pseudo_positions`.
+        A dict with `token_ids`, `position_ids`, `slot_kind`, `slot_step`,
+        `mask_positions` and `pseudo_positions`.
     """
-    names = (
-        "token_ids",
-        "segment_ids",
-        "padding_mask",
-        "position_ids",
-        "attention_mask",
-        "pseudo_positions",
-    )
     inputs = {
         name: np.asarray(keras.ops.convert_to_numpy(layout[name])).astype("int32")
-        for name in names
+        for name in PMLM_MODEL_INPUTS
+        if name != "mask_positions"
     }
     inputs["mask_positions"] = np.asarray(
         keras.ops.convert_to_numpy(mask_positions)
     ).astype("int32")
-    return inputs
+    return {name: inputs[name] for name in PMLM_MODEL_INPUTS}

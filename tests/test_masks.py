@@ -414,6 +414,33 @@ def test_pmlm_layout_against_loops(ops, drop_last):
         padding = ~np_(out["padding_mask"])[b]
         assert not mask[:, padding].any(), "a padding key is visible"
         assert mask.any(axis=1).all(), "a row sees nothing"
+    # The compact model inputs (what the preprocessor ships) expand to the
+    # same dense backbone inputs, on either array library.
+    compact = masks.pmlm_model_inputs(out, np.stack([a[0] for a in arrays]))
+    assert set(compact) == set(masks.PMLM_MODEL_INPUTS)
+    assert all(value.ndim == 2 for value in compact.values())
+    for expand_ops in OPS:
+        dense = masks.pmlm_backbone_inputs(compact, ops=expand_ops)
+        for key in dense:
+            np.testing.assert_array_equal(
+                np_(dense[key]), np_(out[key]), err_msg=key
+            )
+    without = masks.pmlm_layout(
+        context_ids=np.stack([c[0] for c in cases]),
+        context_padding_mask=np.stack(
+            [np.arange(n) < c[1] for c in cases]
+        ),
+        masked_positions=np.stack([a[0] for a in arrays]),
+        masked_steps=np.stack([a[1] for a in arrays]),
+        masked_ids=np.stack([a[2] for a in arrays]),
+        pseudo_token_id=pseudo_id,
+        drop_last_step_originals=drop_last,
+        with_attention_mask=False,
+        ops=ops,
+    )
+    assert set(without) == set(out) - {"attention_mask"}
+    for key in without:
+        np.testing.assert_array_equal(np_(without[key]), np_(out[key]))
 
 
 @pytest.mark.parametrize("ops", OPS)
@@ -467,6 +494,15 @@ def test_seq2seq_mask_is_the_pmlm_rule_special_case(seq2seq_data):
 
 
 # -- Arguments and imports -----------------------------------------------------
+
+
+def test_pmlm_backbone_inputs_bad_arguments():
+    with pytest.raises(TypeError, match="inputs"):
+        masks.pmlm_backbone_inputs([1, 2, 3])
+    with pytest.raises(ValueError, match="slot_step"):
+        masks.pmlm_backbone_inputs(
+            {"token_ids": [1], "position_ids": [0], "slot_kind": [0]}
+        )
 
 
 def test_bad_arguments():

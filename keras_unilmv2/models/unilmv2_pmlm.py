@@ -4,6 +4,7 @@ import keras
 from keras import ops
 from keras_hub.models import Task
 
+from keras_unilmv2 import masks
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
 from keras_unilmv2.utils.preset_utils import PresetMixin
@@ -16,7 +17,13 @@ class UniLMv2PMLM(PresetMixin, Task):
     One forward pass of the backbone over the PMLM layout built by
     `UniLMv2PMLMPreprocessor` (corrupted text with `[M]`, then per
     factorization step the pseudo masks `[P]` and the original tokens, under
-    the blockwise attention mask). The pretrained LM head
+    the blockwise attention mask). The inputs are O(L) per slot (see
+    `keras_unilmv2.masks.PMLM_MODEL_INPUTS`): token ids, position ids, the
+    kind of every slot (context, pseudo, original, padding) and its
+    factorization step, plus the `[M]` and `[P]` slots to score; the model
+    builds the 3-D attention mask from the slot descriptors in its graph
+    (`keras_unilmv2.masks.pmlm_backbone_inputs`), so the host never ships
+    an `[L, L]` tensor. The pretrained LM head
     (`backbone.lm_head`, tied to the word embeddings) is applied only at the
     `[M]` slots (output `"ae"`, autoencoding) and at the `[P]` slots (output
     `"par"`, partially autoregressive); the backbone's last layer computes
@@ -56,25 +63,11 @@ class UniLMv2PMLM(PresetMixin, Task):
         def int_input(name, rank=1):
             return keras.Input((None,) * rank, dtype="int32", name=name)
 
-        inputs = {
-            "token_ids": int_input("token_ids"),
-            "segment_ids": int_input("segment_ids"),
-            "padding_mask": int_input("padding_mask"),
-            "position_ids": int_input("position_ids"),
-            "attention_mask": int_input("attention_mask", rank=2),
-            "mask_positions": int_input("mask_positions"),
-            "pseudo_positions": int_input("pseudo_positions"),
-        }
-        backbone_inputs = {
-            key: inputs[key]
-            for key in (
-                "token_ids",
-                "segment_ids",
-                "padding_mask",
-                "position_ids",
-                "attention_mask",
-            )
-        }
+        inputs = {name: int_input(name) for name in masks.PMLM_MODEL_INPUTS}
+        # The O(L) slot descriptors become the backbone's inputs here, in the
+        # graph: the dense [L, L] attention mask is built on the device by
+        # the one PMLM mask rule (`masks.pmlm_attention_mask`).
+        backbone_inputs = masks.pmlm_backbone_inputs(inputs, ops="keras")
         # Only the `[M]` and `[P]` slots are scored: the last layer computes
         # its output for those rows alone (`backbone.encode`), the heads then
         # read rows `0..K_M-1` (AE) and `K_M..K_M+K_P-1` (PAR) of it.

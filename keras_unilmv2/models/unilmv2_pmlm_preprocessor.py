@@ -104,10 +104,12 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
        compile once): the N corrupted context slots, then per step k the
        `[P]` block and the original tokens of block k, then padding; see
        `keras_unilmv2.masks.pmlm_layout` and `pmlm_attention_mask` for the
-       position ids and the mask rule. The originals of the last step are
-       kept by default (they are attended by no prediction, so keeping or
-       dropping them changes no loss; `drop_last_step_originals=True` turns
-       their slots into padding).
+       position ids and the mask rule. The output describes every slot by
+       its kind and step (O(L) per example); the model builds the mask.
+       The originals of the last step are kept by default (they are
+       attended by no prediction, so keeping or dropping them changes no
+       loss; `drop_last_step_originals=True` turns their slots into
+       padding).
 
     Randomness: every example gets its own stateless random stream, keyed by
     `(seed, fingerprint of its packed token ids)`. The output for a text
@@ -165,14 +167,21 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
         (`L = sequence_length + 2 * max_predictions`, `K = max_predictions`):
 
         - `x["token_ids"]`: int32 `[B, L]`.
-        - `x["segment_ids"]`: int32 `[B, L]`, all 0.
-        - `x["padding_mask"]`: bool `[B, L]`, true on every non-padding slot
-          (context, `[P]` and original slots).
         - `x["position_ids"]`: int32 `[B, L]`: context slot i has position
           i, `[P]` and original copies the position of the token they stand
           for, padding 0.
-        - `x["attention_mask"]`: bool `[B, L, L]`, true where query i may
-          attend to key j (bool to keep batches compact; cast as needed).
+        - `x["slot_kind"]`: int32 `[B, L]`, the kind of every slot:
+          `masks.CONTEXT_SLOT`, `PSEUDO_SLOT`, `ORIGINAL_SLOT` or
+          `PADDING_SLOT`.
+        - `x["slot_step"]`: int32 `[B, L]`, the factorization step (1-based)
+          of every `[P]` and original slot, 0 elsewhere.
+
+          No dense mask is shipped: `UniLMv2PMLM` builds the `[L, L]`
+          attention mask (and the all-0 segment ids and the padding mask,
+          `slot_kind != PADDING_SLOT`) from these descriptors in its graph,
+          on the device, with `keras_unilmv2.masks.pmlm_backbone_inputs`;
+          call that function (`ops="tf"` or `"keras"`) on `x` to see the
+          dense mask.
         - `x["mask_positions"]`: int32 `[B, K]`, the slots whose outputs
           are scored by the AE loss (the masked context slots).
         - `x["pseudo_positions"]`: int32 `[B, K]`, the `[P]` slots scored by
@@ -196,8 +205,11 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
         tokenizer, sequence_length=128, seed=42
     )
     x, y, sample_weight = preprocessor(["the quick fox ran to the park ."])
-    x["token_ids"].shape       # (1, 128 + 2 * 24)
-    x["attention_mask"].shape  # (1, 176, 176)
+    x["token_ids"].shape  # (1, 128 + 2 * 24)
+    x["slot_kind"].shape  # (1, 176): O(L) inputs, no [L, L] mask
+    # The dense mask the model builds from them:
+    mask = keras_unilmv2.masks.pmlm_backbone_inputs(x)["attention_mask"]
+    mask.shape  # (1, 176, 176)
 
     # In a tf.data pipeline: same output as the eager call.
     ds = tf.data.Dataset.from_tensor_slices(texts)
@@ -461,7 +473,12 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
     # -- The TensorFlow computation ------------------------------------------
 
     def _process_batch(self, text_ids, text_lengths):
-        """Pack `[CLS] text [SEP]` and build the PMLM example of each row."""
+        """Pack `[CLS] text [SEP]` and build the PMLM example of each row.
+
+        Every step works on the whole batch at once (`[B, ...]` tensors);
+        only the per-example random draws run per row (`_example_draws`),
+        so that each example keeps its own random stream.
+        """
         n = self.sequence_length
         batch_size = tf.shape(text_ids)[0]
         shifted = tf.concat(
@@ -479,23 +496,7 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
             self._cls_id,
             tf.where(tf.equal(index, lengths + 1), self._sep_id, shifted),
         )
-        k, length = self.max_predictions, self.layout_length
-        spec = {
-            "token_ids": tf.TensorSpec([length], tf.int32),
-            "segment_ids": tf.TensorSpec([length], tf.int32),
-            "padding_mask": tf.TensorSpec([length], tf.bool),
-            "position_ids": tf.TensorSpec([length], tf.int32),
-            "attention_mask": tf.TensorSpec([length, length], tf.bool),
-            "mask_positions": tf.TensorSpec([k], tf.int32),
-            "pseudo_positions": tf.TensorSpec([k], tf.int32),
-            "labels": tf.TensorSpec([k], tf.int32),
-            "weights": tf.TensorSpec([k], tf.float32),
-        }
-        return tf.map_fn(
-            lambda args: self._process_example(*args),
-            (packed, text_lengths + 2),
-            fn_output_signature=spec,
-        )
+        return self._process_packed(packed, text_lengths + 2)
 
     def _example_seeds(self, token_ids):
         """One Philox seed per random stream, keyed by (seed, the ids)."""
@@ -512,139 +513,212 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
             for i, name in enumerate(_STREAMS)
         }
 
-    def _sample_blocks(self, candidate, target, seeds):
-        """Blockwise masking: the block id (1-based) of every position.
+    def _example_draws(self, packed):
+        """Every random number of every example, `[B, ...]` per stream.
 
-        Returns `block_of` (int32 `[N]`, 0 = not masked), the number of
-        blocks and the number of masked tokens.
+        Drawn row by row from the example's own streams
+        (`_example_seeds`), so an example's draws do not depend on the
+        batch it is in.
         """
         n, k = self.sequence_length, self.max_predictions
-        positions = tf.range(n)
-        span_lengths = tf.range(1, self.max_span_length + 1)  # [S]
-        is_span = (
-            tf.random.stateless_uniform([k], seeds["is_span"], alg="philox")
-            < self.span_probability
-        )
-        drawn = tf.random.stateless_uniform(
-            [k],
-            seeds["span_length"],
-            minval=self.min_span_length,
-            maxval=self.max_span_length + 1,
-            dtype=tf.int32,
-            alg="philox",
-        )
-        drawn = tf.where(is_span, drawn, 1)
-        start_draws = tf.random.stateless_uniform(
-            [k], seeds["start"], minval=None, maxval=None, dtype=tf.int64,
-            alg="philox",
-        )
-        # Block ends for every (length, start) pair, clipped to the text.
-        ends = positions[tf.newaxis, :] + span_lengths[:, tf.newaxis]
-        inside = ends <= n
-        ends = tf.minimum(ends, n)
+        replace = self.mask_token_replacement_rates is not None
 
-        def free_slots(block_of):
-            return tf.logical_and(candidate, tf.equal(block_of, 0))
+        def draw(token_ids):
+            seeds = self._example_seeds(token_ids)
+            out = {
+                "is_span": tf.random.stateless_uniform(
+                    [k], seeds["is_span"], alg="philox"
+                )
+                < self.span_probability,
+                "span_length": tf.random.stateless_uniform(
+                    [k],
+                    seeds["span_length"],
+                    minval=self.min_span_length,
+                    maxval=self.max_span_length + 1,
+                    dtype=tf.int32,
+                    alg="philox",
+                ),
+                "start": tf.random.stateless_uniform(
+                    [k], seeds["start"], minval=None, maxval=None,
+                    dtype=tf.int64, alg="philox",
+                ),
+                "order": tf.random.stateless_uniform(
+                    [k], seeds["order"], alg="philox"
+                ),
+            }
+            if replace:
+                out["replace"] = tf.random.stateless_uniform(
+                    [n], seeds["replace"], alg="philox"
+                )
+                out["random"] = tf.random.stateless_uniform(
+                    [n],
+                    seeds["random"],
+                    minval=0,
+                    maxval=self._vocabulary_size,
+                    dtype=tf.int32,
+                    alg="philox",
+                )
+            return out
 
-        def cond(num_blocks, count, block_of):
-            return tf.logical_and(
-                count < target, tf.reduce_any(free_slots(block_of))
-            )
+        spec = {
+            "is_span": tf.TensorSpec([k], tf.bool),
+            "span_length": tf.TensorSpec([k], tf.int32),
+            "start": tf.TensorSpec([k], tf.int64),
+            "order": tf.TensorSpec([k], tf.float32),
+        }
+        if replace:
+            spec["replace"] = tf.TensorSpec([n], tf.float32)
+            spec["random"] = tf.TensorSpec([n], tf.int32)
+        return tf.map_fn(
+            draw, packed, fn_output_signature=spec, parallel_iterations=16
+        )
 
-        def body(num_blocks, count, block_of):
-            free = tf.cast(free_slots(block_of), tf.int32)
-            cumulative = tf.concat([[0], tf.cumsum(free)], axis=0)
-            run = tf.gather(cumulative, ends) - cumulative[tf.newaxis, :n]
-            # fits[l - 1, p]: a block of length l starting at p is free.
-            fits = tf.logical_and(
-                inside, tf.equal(run, span_lengths[:, tf.newaxis])
+    def _sample_blocks(self, candidate, target, draws):
+        """Blockwise masking: the block id (1-based) of every position.
+
+        Vectorized over the batch: each loop iteration places one block in
+        every example that still needs one (an example stops once it has
+        `target` masked tokens or no free token is left).
+
+        Returns the number of blocks `[B]`, the number of masked tokens
+        `[B]` and `block_of` (int32 `[B, N]`, 0 = not masked).
+        """
+        n, k = self.sequence_length, self.max_predictions
+        batch_size = tf.shape(candidate)[0]
+        longest = self.max_span_length
+        positions = tf.range(n)[tf.newaxis, :]
+        drawn = tf.where(draws["is_span"], draws["span_length"], 1)  # [B, K]
+        start_draws = draws["start"]  # [B, K]
+
+        def going(count, free):
+            """Examples that still place a block: short of the target and
+            with a free token left."""
+            return tf.logical_and(count < target, tf.reduce_any(free, axis=1))
+
+        def cond(num_blocks, count, free, block_of, active):
+            return tf.reduce_any(active)
+
+        def body(num_blocks, count, free, block_of, active):
+            # run[b, p]: free slots in a row from p (capped at the longest
+            # span); a block of length l fits at p iff run[b, p] >= l.
+            run = tf.cast(free, tf.int32)
+            alive = free
+            for shift in range(1, longest):
+                ahead = tf.pad(free[:, shift:], [[0, 0], [0, shift]])
+                alive = tf.logical_and(alive, ahead)
+                run += tf.cast(alive, tf.int32)
+            block = tf.minimum(num_blocks, k - 1)
+            wanted = tf.minimum(
+                tf.gather(drawn, block, batch_dims=1), k - count
             )
-            wanted = tf.minimum(drawn[num_blocks], k - count)
-            allowed = tf.logical_and(
-                tf.reduce_any(fits, axis=1), span_lengths <= wanted
+            # The drawn length, shortened to the longest free run if needed.
+            block_length = tf.minimum(tf.reduce_max(run, axis=1), wanted)
+            block_length = tf.where(active, block_length, 0)
+            starts = tf.logical_and(
+                run >= block_length[:, tf.newaxis],
+                (block_length > 0)[:, tf.newaxis],
+            )  # [B, N]
+            num_starts = tf.reduce_sum(tf.cast(starts, tf.int64), axis=1)
+            choice = tf.math.floormod(
+                tf.gather(start_draws, block, batch_dims=1),
+                tf.maximum(num_starts, 1),
             )
-            block_length = tf.reduce_max(tf.where(allowed, span_lengths, 0))
-            starts = tf.gather(fits, block_length - 1)
-            num_starts = tf.reduce_sum(tf.cast(starts, tf.int64))
-            choice = tf.math.floormod(start_draws[num_blocks], num_starts)
-            rank = tf.cumsum(tf.cast(starts, tf.int64)) - 1
+            rank = tf.cumsum(tf.cast(starts, tf.int64), axis=1) - 1
             start = tf.argmax(
-                tf.cast(tf.logical_and(starts, rank == choice), tf.int32),
+                tf.cast(
+                    tf.logical_and(starts, rank == choice[:, tf.newaxis]),
+                    tf.int32,
+                ),
+                axis=1,
                 output_type=tf.int32,
             )
             in_block = tf.logical_and(
-                positions >= start, positions < start + block_length
+                positions >= start[:, tf.newaxis],
+                positions < (start + block_length)[:, tf.newaxis],
             )
-            block_of = tf.where(in_block, num_blocks + 1, block_of)
-            return num_blocks + 1, count + block_length, block_of
+            block_of = tf.where(
+                in_block, (num_blocks + 1)[:, tf.newaxis], block_of
+            )
+            free = tf.logical_and(free, tf.logical_not(in_block))
+            num_blocks = num_blocks + tf.cast(active, tf.int32)
+            count = count + block_length
+            return num_blocks, count, free, block_of, going(count, free)
 
-        return tf.while_loop(
+        zeros = tf.zeros([batch_size], tf.int32)
+        num_blocks, count, _, block_of, _ = tf.while_loop(
             cond,
             body,
-            (tf.constant(0), tf.constant(0), tf.zeros([n], tf.int32)),
+            (
+                zeros,
+                zeros,
+                candidate,
+                tf.zeros([batch_size, n], tf.int32),
+                going(zeros, candidate),
+            ),
             maximum_iterations=k,
         )
+        return num_blocks, count, block_of
 
-    def _process_example(self, token_ids, num_real):
+    def _process_packed(self, token_ids, num_real):
+        """The PMLM examples of packed ids `[B, N]` with real lengths `[B]`."""
         n, k = self.sequence_length, self.max_predictions
-        positions = tf.range(n)
-        real = positions < num_real
+        positions = tf.range(n)[tf.newaxis, :]
+        real = positions < num_real[:, tf.newaxis]
         special = tf.reduce_any(
             tf.equal(
-                token_ids[:, tf.newaxis],
-                tf.constant(self._special_ids, tf.int32)[tf.newaxis, :],
+                token_ids[:, :, tf.newaxis],
+                tf.constant(self._special_ids, tf.int32),
             ),
-            axis=1,
+            axis=2,
         )
         candidate = tf.logical_and(real, tf.logical_not(special))
-        num_candidates = tf.reduce_sum(tf.cast(candidate, tf.float64))
+        num_candidates = tf.reduce_sum(tf.cast(candidate, tf.float64), axis=1)
         target = tf.cast(
             tf.math.ceil(num_candidates * self.mask_rate - 1e-9), tf.int32
         )
         target = tf.minimum(target, k)
-        seeds = self._example_seeds(token_ids)
+        draws = self._example_draws(token_ids)
         num_blocks, count, block_of = self._sample_blocks(
-            candidate, target, seeds
+            candidate, target, draws
         )
         masked = block_of > 0
 
         # Factorization order: a uniform permutation of the blocks.
-        keys = tf.random.stateless_uniform([k], seeds["order"], alg="philox")
-        keys = tf.where(tf.range(k) < num_blocks, keys, 2.0)
-        order = tf.argsort(keys, stable=True)
-        step_of_block = tf.math.invert_permutation(order) + 1
+        slots = tf.range(k)[tf.newaxis, :]
+        keys = tf.where(slots < num_blocks[:, tf.newaxis], draws["order"], 2.0)
+        order = tf.argsort(keys, axis=1, stable=True)
+        # The inverse permutation: the step (1-based) of every block.
+        step_of_block = tf.argsort(order, axis=1, stable=True) + 1
         step_of_position = tf.where(
-            masked, tf.gather(step_of_block, tf.maximum(block_of - 1, 0)), 0
+            masked,
+            tf.gather(step_of_block, tf.maximum(block_of - 1, 0), batch_dims=1),
+            0,
         )
         # Masked positions sorted by (step, position); the rest after them.
         sort_key = tf.where(
             masked, step_of_position * n + positions, (k + 1) * n + positions
         )
-        listed = tf.argsort(sort_key, stable=True)[:k]
-        valid = tf.range(k) < count
+        listed = tf.argsort(sort_key, axis=1, stable=True)[:, :k]
+        valid = slots < count[:, tf.newaxis]
         masked_positions = tf.where(valid, listed, 0)
-        masked_steps = tf.where(valid, tf.gather(step_of_position, listed), 0)
-        masked_ids = tf.where(valid, tf.gather(token_ids, listed), 0)
+        masked_steps = tf.where(
+            valid, tf.gather(step_of_position, listed, batch_dims=1), 0
+        )
+        masked_ids = tf.where(
+            valid, tf.gather(token_ids, listed, batch_dims=1), 0
+        )
 
         # The corrupted context.
         corrupted = tf.where(masked, self._mask_id, token_ids)
         if self.mask_token_replacement_rates is not None:
             mask_rate, random_rate, _ = self.mask_token_replacement_rates
-            u = tf.random.stateless_uniform(
-                [n], seeds["replace"], alg="philox"
-            )
-            random_ids = tf.random.stateless_uniform(
-                [n],
-                seeds["random"],
-                minval=0,
-                maxval=self._vocabulary_size,
-                dtype=tf.int32,
-                alg="philox",
-            )
+            u = draws["replace"]
             corrupted = tf.where(
                 u < mask_rate,
                 corrupted,
-                tf.where(u < mask_rate + random_rate, random_ids, token_ids),
+                tf.where(
+                    u < mask_rate + random_rate, draws["random"], token_ids
+                ),
             )
             corrupted = tf.where(masked, corrupted, token_ids)
 
@@ -657,14 +731,14 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
             pseudo_token_id=self._pseudo_id,
             pad_token_id=self._pad_id,
             drop_last_step_originals=self.drop_last_step_originals,
+            with_attention_mask=False,
             ops="tf",
         )
         return {
             "token_ids": layout["token_ids"],
-            "segment_ids": layout["segment_ids"],
-            "padding_mask": layout["padding_mask"],
             "position_ids": layout["position_ids"],
-            "attention_mask": layout["attention_mask"],
+            "slot_kind": layout["slot_kind"],
+            "slot_step": layout["slot_step"],
             "mask_positions": masked_positions,
             "pseudo_positions": layout["pseudo_positions"],
             "labels": masked_ids,
@@ -700,18 +774,7 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
                 key: keras.ops.convert_to_tensor(value.numpy())
                 for key, value in out.items()
             }
-        x = {
-            key: out[key]
-            for key in (
-                "token_ids",
-                "segment_ids",
-                "padding_mask",
-                "position_ids",
-                "attention_mask",
-                "mask_positions",
-                "pseudo_positions",
-            )
-        }
+        x = {key: out[key] for key in masks.PMLM_MODEL_INPUTS}
         y = {"ae": out["labels"], "par": out["labels"]}
         sample_weight = {"ae": out["weights"], "par": out["weights"]}
         return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)

@@ -81,10 +81,9 @@ def test_head_is_the_backbone_lm_head():
     model = UniLMv2PMLM(backbone)
     inputs, _, _ = _layout()
     outputs = model(inputs)
-    backbone_inputs = {
-        k: inputs[k]
-        for k in ("token_ids", "segment_ids", "padding_mask", "position_ids", "attention_mask")
-    }
+    # The dense inputs the task builds in its graph from the descriptors.
+    backbone_inputs = masks.pmlm_backbone_inputs(inputs, ops="keras")
+    assert tuple(backbone_inputs["attention_mask"].shape) == (1, 16, 16)
     # The full pass's rows: the task's last layer computes only the scored
     # slots (`backbone.encode(..., output_positions=...)`).
     sequence = backbone(backbone_inputs)["sequence_output"]

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from unilmv2_test_utils import fixture_path
 
+from keras_unilmv2 import masks
 from keras_unilmv2.models.unilmv2_pmlm_preprocessor import (
     UniLMv2PMLMPreprocessor,
 )
@@ -42,6 +43,20 @@ def to_np(structure):
         return np.asarray(keras.ops.convert_to_numpy(t))
 
     return keras.tree.map_structure(convert, structure)
+
+
+def with_dense(x):
+    """`x` plus the dense backbone inputs the model builds from it.
+
+    The preprocessor ships per-slot descriptors only; the segment ids,
+    padding mask and 3-D attention mask come from the one rule,
+    `masks.pmlm_backbone_inputs` (what `UniLMv2PMLM` runs in its graph).
+    """
+    dense = masks.pmlm_backbone_inputs(x, ops="tf")
+    out = dict(x)
+    for key in ("segment_ids", "padding_mask", "attention_mask"):
+        out[key] = np.asarray(dense[key].numpy())
+    return out
 
 
 def run_tf_data(preprocessor, inputs, batch_size=64):
@@ -137,12 +152,17 @@ def layout_by_loops(original, num_real, blocks, sequence_length,
         "pseudo_positions": np.array(pseudo_slots + [0] * pad),
         "labels": np.array(labels + [0] * pad),
         "weights": np.array([1.0] * len(labels) + [0.0] * pad),
+        "kinds": kinds,
+        "steps": np.array(
+            [st if kd in ("P", "O") else 0 for st, kd in zip(steps, kinds)]
+        ),
     }
 
 
 def check_example_against_loops(x, y, sample_weight, b, original, num_real,
                                 preprocessor, drop_last=False):
     blocks = decode_blocks(x, sample_weight, b)
+    x = with_dense(x)
     expected = layout_by_loops(
         original,
         num_real,
@@ -161,6 +181,17 @@ def check_example_against_loops(x, y, sample_weight, b, original, num_real,
         "pseudo_positions",
     ):
         np.testing.assert_array_equal(x[key][b], expected[key], err_msg=key)
+    # The descriptors themselves: kind per slot, step on [P] and originals.
+    kind_codes = {
+        "C": masks.CONTEXT_SLOT,
+        "P": masks.PSEUDO_SLOT,
+        "O": masks.ORIGINAL_SLOT,
+        "pad": masks.PADDING_SLOT,
+    }
+    np.testing.assert_array_equal(
+        x["slot_kind"][b], [kind_codes[k] for k in expected["kinds"]]
+    )
+    np.testing.assert_array_equal(x["slot_step"][b], expected["steps"])
     np.testing.assert_array_equal(y["ae"][b], expected["labels"])
     np.testing.assert_array_equal(y["par"][b], expected["labels"])
     np.testing.assert_array_equal(sample_weight["ae"][b], expected["weights"])
@@ -184,10 +215,9 @@ def test_output_structure_shapes_and_dtypes(tokenizer):
     batch = len(TEXTS)
     expected = {
         "token_ids": ((batch, length), "int32"),
-        "segment_ids": ((batch, length), "int32"),
-        "padding_mask": ((batch, length), "bool"),
         "position_ids": ((batch, length), "int32"),
-        "attention_mask": ((batch, length, length), "bool"),
+        "slot_kind": ((batch, length), "int32"),
+        "slot_step": ((batch, length), "int32"),
         "mask_positions": ((batch, k), "int32"),
         "pseudo_positions": ((batch, k), "int32"),
     }
@@ -252,7 +282,7 @@ def test_every_slot_against_loop_construction(tokenizer):
         # Pseudo slots hold [MASK]; no row of the mask is empty.
         pseudo = x["pseudo_positions"][b][: len(masked)]
         assert (x["token_ids"][b][pseudo] == MASK).all()
-        assert x["attention_mask"][b].any(axis=1).all()
+        assert with_dense(x)["attention_mask"][b].any(axis=1).all()
 
 
 @pytest.mark.parametrize("drop_last", [False, True])
@@ -426,7 +456,8 @@ def test_tf_data_equals_eager_and_is_batch_independent(tokenizer):
     # One example alone gives its row of the batch.
     alone = to_np(preprocessor([TEXTS[4]]))
     np.testing.assert_array_equal(
-        alone[0]["attention_mask"][0], eager[0]["attention_mask"][4]
+        with_dense(alone[0])["attention_mask"][0],
+        with_dense(eager[0])["attention_mask"][4],
     )
 
 
@@ -456,6 +487,7 @@ def test_text_without_maskable_tokens_gives_no_predictions(tokenizer):
     )
     for inputs in ("", np.array([CLS, SEP, MASK, UNK], "int32")):
         x, y, sample_weight = to_np(preprocessor(inputs))
+        x = with_dense(x)
         assert (sample_weight["ae"] == 0).all()
         assert (sample_weight["par"] == 0).all()
         assert (x["mask_positions"] == 0).all()
@@ -527,6 +559,7 @@ def test_changing_sequence_length_after_a_call(tokenizer):
 def test_long_text_is_truncated(tokenizer):
     preprocessor = UniLMv2PMLMPreprocessor(tokenizer, sequence_length=8, seed=0)
     x, _, sample_weight = to_np(preprocessor(TEXTS[4]))
+    x = with_dense(x)
     original, num_real = packed_ids(tokenizer, TEXTS[4], 8)
     assert num_real == 8 and original[-1] == SEP
     assert x["padding_mask"][:8].all()
