@@ -27,13 +27,13 @@ import sys
 # Runnable from a source checkout without installing the package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Per kind: learning rate, batch size, epochs, warm-up fraction, max source length.
+# Per kind: batch size, epochs, warm-up fraction, max source length.
 DEFAULTS = {
-    "classify": dict(learning_rate=2e-5, batch_size=32, epochs=3, warmup_fraction=0.1,
+    "classify": dict(batch_size=32, epochs=3, warmup_fraction=0.1,
                      max_source_length=128),
-    "qa": dict(learning_rate=3e-5, batch_size=32, epochs=2, warmup_fraction=0.1,
+    "qa": dict(batch_size=32, epochs=2, warmup_fraction=0.1,
                max_source_length=384),
-    "seq2seq": dict(learning_rate=7e-5, batch_size=32, epochs=3, warmup_fraction=0.02,
+    "seq2seq": dict(batch_size=32, epochs=3, warmup_fraction=0.02,
                     max_source_length=464),
 }
 
@@ -56,8 +56,9 @@ def build_parser():
         sub.add_argument("--train-file", required=True)
         sub.add_argument("--dev-file", required=True)
         sub.add_argument("--output", required=True, help="run directory (resumable)")
-        sub.add_argument("--learning-rate", type=float, default=defaults["learning_rate"],
-                         help="peak learning rate (default %(default)s)")
+        sub.add_argument("--learning-rate", type=float, default=None,
+                         help="peak learning rate (default: the tasks' default for the "
+                         "backbone's width: 3e-5 large, 7e-5 base, 3e-4 for 384, 1e-3 smaller)")
         sub.add_argument("--batch-size", type=int, default=defaults["batch_size"],
                          help="(default %(default)s)")
         sub.add_argument("--epochs", type=int, default=defaults["epochs"],

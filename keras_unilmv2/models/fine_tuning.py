@@ -14,7 +14,6 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_unilmv2.utils.schedules import FineTuningSchedule
 from keras_unilmv2.utils.schedules import WarmupLinearDecay
@@ -78,8 +77,17 @@ def default_optimizer(learning_rate, warmup_fraction=WARMUP_FRACTION, total_step
     return optimizer
 
 
+def _is_tf_dataset(x):
+    # TensorFlow is imported lazily: the backbone works without it.
+    if "tensorflow" not in type(x).__module__:
+        return False
+    import tensorflow as tf
+
+    return isinstance(x, tf.data.Dataset)
+
+
 def _is_dataset(x):
-    return isinstance(x, tf.data.Dataset) or (
+    return _is_tf_dataset(x) or (
         x is not None and type(x).__module__.startswith(("grain", "torch.utils"))
     )
 
@@ -101,7 +109,7 @@ def _num_examples(data):
 
 
 def _to_slices(value):
-    if isinstance(value, (tf.Tensor, tf.RaggedTensor, np.ndarray)):
+    if isinstance(value, np.ndarray) or "tensorflow" in type(value).__module__:
         return value
     if keras.ops.is_tensor(value):
         return keras.ops.convert_to_numpy(value)
@@ -146,6 +154,8 @@ def shuffled_dataset(x, y=None, sample_weight=None, batch_size=None, seed=None):
     n = _num_examples(data)
     if n == 0:
         raise ValueError("`x` is an empty batch: there is nothing to train on.")
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices(data)
     return dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(
         batch_size or 32
@@ -222,7 +232,7 @@ class FineTuningMixin:
             return
         steps_per_epoch = fit_kwargs.get("steps_per_epoch")
         if steps_per_epoch is None:
-            if isinstance(x, tf.data.Dataset):
+            if _is_tf_dataset(x):
                 cardinality = int(x.cardinality())
                 steps_per_epoch = cardinality if cardinality > 0 else None
             elif x is not None and not _is_dataset(x):

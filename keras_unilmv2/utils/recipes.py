@@ -295,7 +295,8 @@ def evaluate(kind, task, examples, settings, batch_size):
 def _validate(kind, settings):
     if kind not in KINDS:
         raise ValueError(f"`kind` must be one of {KINDS}. Received: kind={kind!r}")
-    _check_number("learning_rate", settings["learning_rate"], 0, low_open=True)
+    if settings["learning_rate"] is not None:
+        _check_number("learning_rate", settings["learning_rate"], 0, low_open=True)
     _check_number("batch_size", settings["batch_size"], 1, integer=True)
     _check_number("epochs", settings["epochs"], 1, integer=True)
     _check_number("warmup_fraction", settings["warmup_fraction"], 0, 1, high_open=True)
@@ -324,7 +325,7 @@ def finetune(
     output_dir,
     task=None,
     version_2=False,
-    learning_rate=2e-5,
+    learning_rate=None,
     batch_size=32,
     epochs=3,
     warmup_fraction=0.1,
@@ -353,6 +354,8 @@ def finetune(
         learning_rate, batch_size, epochs, warmup_fraction: AdamW (weight
             decay 0.01, clipnorm 1.0) with a linear warm-up over
             `warmup_fraction` of all steps and a linear decay to 0.
+            `learning_rate=None` takes the tasks' default peak rate for the
+            backbone's width (`models.fine_tuning.default_learning_rate`).
         max_source_length: the sequence length (classify, qa) or the
             source length (seq2seq), special tokens included.
         max_target_length, label_smoothing, target_mask_rate: seq2seq only.
@@ -380,6 +383,7 @@ def finetune(
     """
     import keras
 
+    from keras_unilmv2.models.fine_tuning import default_learning_rate
     from keras_unilmv2.models.fine_tuning import default_optimizer
 
     settings = {
@@ -447,6 +451,8 @@ def finetune(
     compile_kwargs = {}
     if kind == "seq2seq":
         compile_kwargs["sampler"] = beam_sampler(model.preprocessor.tokenizer, num_beams=1)
+    if learning_rate is None:  # the tasks' default: by the backbone's width
+        learning_rate = default_learning_rate(model.backbone.hidden_dim)
     model.compile(
         optimizer=default_optimizer(learning_rate, warmup_fraction, total_steps=total_steps),
         **compile_kwargs,
