@@ -1,8 +1,9 @@
 """Slow: fine-tuning with the library's defaults learns a real task.
 
 The seq2seq task, from the shipped preset and with its default `compile()`,
-is fine-tuned on a subset of the docstring summaries of
-`guides/data/docstrings_*.tsv` (real text: the body of a standard-library
+is fine-tuned on the docstring summaries of
+`guides/data/docstrings_*.tsv` (all 1,468 training pairs, 10 epochs: about
+10 minutes on 2 CPU cores; real text: the body of a standard-library
 docstring -> its summary line). Its greedy generations on held-out pairs
 must be non-empty and beat the lead baseline (the first k source words, k
 the mean target length) in ROUGE-L. With the former default (a constant
@@ -43,19 +44,19 @@ def _rouge_l(predictions, references):
 def test_seq2seq_defaults_learn_docstring_summaries():
     train_x, train_y = _pairs("docstrings_train.tsv")
     test_x, test_y = _pairs("docstrings_test.tsv")
-    train_x, train_y = train_x[:TRAIN_PAIRS], train_y[:TRAIN_PAIRS]
-    test_x, test_y = test_x[:60], test_y[:60]
+    # The guide's full run (`guides/seq2seq_docstrings.py --epochs 10`).
+    test_x, test_y = test_x[:100], test_y[:100]
     k = round(sum(len(y.split()) for y in train_y) / len(train_y))
     lead = _rouge_l([" ".join(x.split()[:k]) for x in test_x], test_y)
 
     keras.utils.set_random_seed(0)
     seq2seq = UniLMv2Seq2SeqLM.from_preset(
-        "unilmv2_tiny_en_uncased", encoder_sequence_length=64, decoder_sequence_length=24
+        "unilmv2_tiny_en_uncased", encoder_sequence_length=96, decoder_sequence_length=24
     )
     seq2seq.fit(
         {"encoder_text": train_x, "decoder_text": train_y},
         batch_size=16,
-        epochs=EPOCHS,
+        epochs=10,
         verbose=0,
     )
     generations = seq2seq.generate(test_x, max_length=24)

@@ -308,7 +308,7 @@ def test_finetune_refuses_a_rerun_with_other_settings(tmp_path, capsys):
     assert finetune_tool.main(changed) == 1
     err = capsys.readouterr().err
     assert "resuming it would mix two runs" in err
-    assert "learning_rate: 2e-05 in the checkpoints, 0.0001 now" in err
+    assert "learning_rate: None in the checkpoints, 0.0001 now" in err
     assert "seed: 0 in the checkpoints, 3 now" in err
     assert "batch_size" not in err
     # Other training data (same path) is another run too.
