@@ -7,8 +7,9 @@ is fine-tuned on the docstring summaries of
 docstring -> its summary line). Its greedy generations on held-out pairs
 must be non-empty and beat the lead baseline (the first k source words, k
 the mean target length) in ROUGE-L. With the former default (a constant
-AdamW 5e-5) every generation of the tiny preset stayed at the unigram stage
-(`[SEP]` first: empty, or "the the ...").
+AdamW 5e-5) the tiny preset stayed at the unigram stage: after 3 epochs
+ROUGE-L 1.5 against the lead baseline's 14.1, 21 of 100 generations empty
+(`[SEP]` predicted first).
 """
 
 import csv
