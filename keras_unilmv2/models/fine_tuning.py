@@ -118,6 +118,36 @@ def _to_slices(value):
     return value
 
 
+def _check_same_length(data):
+    """Every input (and `y`, `sample_weight`) must hold one row per example."""
+    sizes = {}
+
+    def record(path, value):
+        sizes[path] = int(value.shape[0]) if hasattr(value, "shape") else len(value)
+
+    def walk(path, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{path}[{k!r}]", v)
+        elif isinstance(value, tuple):
+            for i, v in enumerate(value):
+                walk(f"{path}[{i}]", v)
+        else:
+            record(path, value)
+
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    walk("x", x)
+    if y is not None:
+        walk("y", y)
+    if sample_weight is not None:
+        walk("sample_weight", sample_weight)
+    if len(set(sizes.values())) > 1:
+        raise ValueError(
+            "The inputs of `fit` must hold the same number of examples; "
+            f"received {sizes}."
+        )
+
+
 def split_validation(x, y, sample_weight, validation_split):
     """Keras' `validation_split`: the last fraction of the examples, taken
     before any shuffling."""
@@ -154,6 +184,7 @@ def shuffled_dataset(x, y=None, sample_weight=None, batch_size=None, seed=None):
     n = _num_examples(data)
     if n == 0:
         raise ValueError("`x` is an empty batch: there is nothing to train on.")
+    _check_same_length(data)
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices(data)

@@ -163,3 +163,12 @@ def test_fit_on_an_unsized_dataset_warns_and_keeps_the_peak_rate():
     with pytest.warns(UserWarning, match="steps_per_epoch"):
         _captured_fit_inputs(classifier, dataset, epochs=1)
     assert classifier.optimizer._learning_rate.total_steps is None
+
+
+def test_fit_refuses_inputs_of_different_lengths():
+    seq2seq = UniLMv2Seq2SeqLM.from_preset(PRESET, encoder_sequence_length=16, decoder_sequence_length=8)
+    with pytest.raises(ValueError, match=r"same number of examples.*'encoder_text'.*3.*'decoder_text'.*2"):
+        seq2seq.fit({"encoder_text": ["a b", "c d", "e f"], "decoder_text": ["a", "b"]}, epochs=1)
+    classifier = UniLMv2TextClassifier.from_preset(PRESET, num_classes=2, sequence_length=8)
+    with pytest.raises(ValueError, match=r"same number of examples.*'x': 3.*'y': 2"):
+        classifier.fit(["a", "b", "c"], np.array([0, 1]), epochs=1)
