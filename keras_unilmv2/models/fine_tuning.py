@@ -15,6 +15,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_unilmv2.utils.jax_guard import keep_weights_on_error
 from keras_unilmv2.utils.schedules import FineTuningSchedule
 from keras_unilmv2.utils.schedules import WarmupLinearDecay
 
@@ -233,7 +234,9 @@ class FineTuningMixin:
     ):
         """As `keras.Model.fit`; array inputs are reshuffled every epoch
         when `shuffle=True` (the default), and a default (`"auto"`)
-        optimizer's warm-up and decay span this call's steps."""
+        optimizer's warm-up and decay span this call's steps. On JAX, a
+        failure at the first step (e.g. a bad label found inside a
+        `tf.data` pipeline) leaves the weights as they were."""
         validation_split = kwargs.pop("validation_split", None)
         if validation_split and validation_data is None and not _is_dataset(x):
             (x, y, sample_weight), validation_data = split_validation(
@@ -246,14 +249,27 @@ class FineTuningMixin:
             y = sample_weight = batch_size = None
             shuffle = False  # done: Keras would only warn about a dataset
         self._plan_schedule(x, batch_size, kwargs)
-        return super().fit(
-            x=x,
-            y=y,
-            batch_size=batch_size,
-            sample_weight=sample_weight,
-            validation_data=validation_data,
-            shuffle=shuffle,
-            **kwargs,
+        return keep_weights_on_error(
+            self,
+            super().fit,
+            dict(
+                x=x,
+                y=y,
+                batch_size=batch_size,
+                sample_weight=sample_weight,
+                validation_data=validation_data,
+                shuffle=shuffle,
+                **kwargs,
+            ),
+        )
+
+    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
+        """`keras.Model.evaluate`; on JAX, a failure at the first step
+        leaves the weights as they were."""
+        return keep_weights_on_error(
+            self,
+            super().evaluate,
+            dict(x=x, y=y, batch_size=batch_size, sample_weight=sample_weight, **kwargs),
         )
 
     def _plan_schedule(self, x, batch_size, fit_kwargs):

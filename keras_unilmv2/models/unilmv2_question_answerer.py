@@ -16,7 +16,6 @@ from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     in_tf_graph,
 )
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import is_text
-from keras_unilmv2.utils.jax_guard import keep_weights_on_error
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 # Added to the logits of slots that can be neither start nor end (question,
@@ -178,30 +177,20 @@ class UniLMv2QuestionAnswerer(PresetMixin, FineTuningMixin, Task):
         ):
             validation_data = self._windows(*validation_data)
             validation_data = tuple(v for v in validation_data if v is not None)
-        # On JAX, a failure at the first step keeps the weights.
-        return keep_weights_on_error(
-            self,
-            super().fit,
-            dict(
-                x=x,
-                y=y,
-                batch_size=batch_size,
-                sample_weight=sample_weight,
-                validation_data=validation_data,
-                **kwargs,
-            ),
+        return super().fit(
+            x=x,
+            y=y,
+            batch_size=batch_size,
+            sample_weight=sample_weight,
+            validation_data=validation_data,
+            **kwargs,
         )
 
     def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None,
                  **kwargs):
         x, y, sample_weight = self._windows(x, y, sample_weight)
-        return keep_weights_on_error(
-            self,
-            super().evaluate,
-            dict(
-                x=x, y=y, batch_size=batch_size, sample_weight=sample_weight,
-                **kwargs,
-            ),
+        return super().evaluate(
+            x=x, y=y, batch_size=batch_size, sample_weight=sample_weight, **kwargs
         )
 
     def predict(self, x=None, batch_size=None, **kwargs):

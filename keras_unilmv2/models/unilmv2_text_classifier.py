@@ -21,7 +21,6 @@ from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import is_text
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     standardize_segments,
 )
-from keras_unilmv2.utils.jax_guard import keep_weights_on_error
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 try:
@@ -317,17 +316,13 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
         if isinstance(validation_data, tuple) and len(validation_data) >= 2:
             self._check_text(validation_data[0])
             self._check_labels_eager(validation_data[1])
-        return keep_weights_on_error(
-            self,
-            super().fit,
-            dict(
-                x=x,
-                y=y,
-                batch_size=batch_size,
-                sample_weight=sample_weight,
-                validation_data=validation_data,
-                **kwargs,
-            ),
+        return super().fit(
+            x=x,
+            y=y,
+            batch_size=batch_size,
+            sample_weight=sample_weight,
+            validation_data=validation_data,
+            **kwargs,
         )
 
     def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None,
@@ -336,13 +331,8 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
         first (weights kept on a failure at the first step on JAX)."""
         self._check_text(x)
         self._check_labels_eager(y)
-        return keep_weights_on_error(
-            self,
-            super().evaluate,
-            dict(
-                x=x, y=y, batch_size=batch_size, sample_weight=sample_weight,
-                **kwargs,
-            ),
+        return super().evaluate(
+            x=x, y=y, batch_size=batch_size, sample_weight=sample_weight, **kwargs
         )
 
     def predict(self, x=None, batch_size=None, **kwargs):

@@ -4,6 +4,15 @@ import keras
 from keras import ops
 
 
+def warmup_linear_decay(step, peak_learning_rate, warmup_steps, total_steps):
+    """The rate at float `step`: a linear rise from 0 to the peak over
+    `warmup_steps`, then a linear fall to 0 at `total_steps`."""
+    up = step / float(max(warmup_steps, 1))
+    down = (total_steps - step) / float(total_steps - warmup_steps)
+    factor = ops.where(step < warmup_steps, up, down)
+    return peak_learning_rate * ops.clip(factor, 0.0, 1.0)
+
+
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to `peak_learning_rate`, then linear decay to 0.
@@ -33,12 +42,12 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.total_steps = total_steps
 
     def __call__(self, step):
-        step = ops.cast(step, "float32")
-        warmup = ops.cast(max(self.warmup_steps, 1), "float32")
-        up = step / warmup
-        down = (self.total_steps - step) / float(self.total_steps - self.warmup_steps)
-        factor = ops.where(step < self.warmup_steps, up, down)
-        return self.peak_learning_rate * ops.clip(factor, 0.0, 1.0)
+        return warmup_linear_decay(
+            ops.cast(step, "float32"),
+            self.peak_learning_rate,
+            self.warmup_steps,
+            self.total_steps,
+        )
 
     def get_config(self):
         return {
@@ -113,12 +122,12 @@ class FineTuningSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         if self.total_steps is None:
             return ops.convert_to_tensor(self.peak_learning_rate, "float32")
-        step = ops.cast(step, "float32") - float(self.first_step)
-        warmup = float(max(self.warmup_steps, 1))
-        up = step / warmup
-        down = (self.total_steps - step) / float(self.total_steps - self.warmup_steps)
-        factor = ops.where(step < self.warmup_steps, up, down)
-        return self.peak_learning_rate * ops.clip(factor, 0.0, 1.0)
+        return warmup_linear_decay(
+            ops.cast(step, "float32") - float(self.first_step),
+            self.peak_learning_rate,
+            self.warmup_steps,
+            self.total_steps,
+        )
 
     def get_config(self):
         return {
