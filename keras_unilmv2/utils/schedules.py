@@ -27,8 +27,8 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     Example:
     >>> schedule = WarmupLinearDecay(1e-3, warmup_steps=10, total_steps=100)
-    >>> float(schedule(5)), float(schedule(10)), float(schedule(100))
-    (0.0005, 0.001, 0.0)
+    >>> [round(float(schedule(s)), 6) for s in (5, 10, 100)]
+    [0.0005, 0.001, 0.0]
     """
 
     def __init__(self, peak_learning_rate, warmup_steps, total_steps):
