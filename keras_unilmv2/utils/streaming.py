@@ -226,7 +226,11 @@ def streaming_dataset(
     if repeat:
         lines = lines.repeat()
     if shuffle_buffer > 1:
-        lines = lines.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        # The passes are inside the shuffle (`repeat` first), so each pass
+        # is ordered differently; a fixed order per *iterator* makes the
+        # stream the same however often it is iterated (Keras re-creates
+        # the iterator after peeking a batch to build a model).
+        lines = lines.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     documents = lines.map(lambda line: tf.cast(tokenizer(line), tf.int32))
     chunks = pack_chunks(documents, _continuation_table(tokenizer), int(sep_id), sequence_length - 2)
     batches = chunks.ragged_batch(batch_size, drop_remainder=True)
