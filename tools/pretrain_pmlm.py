@@ -14,6 +14,34 @@ AE/PAR accuracies; `training/curves.png` plots loss and accuracy.
 
 `--mesh data` trains data-parallel over all devices, `--mesh 2x4` model
 parallel on a (batch, model) mesh (JAX; see guides/distributed_training.py).
+
+Speed and size: `--mixed-precision bfloat16` (or `float16`, with dynamic
+loss scaling) computes under Keras' `mixed_*` policy, variables and the
+exported preset stay float32. `--gradient-accumulation-steps N` averages
+the gradients of N batches per optimizer update: the effective batch is
+`--batch-size * N`, and `--steps`, `--warmup-steps` and
+`--checkpoint-every` count updates (the run reads `steps * N` batches;
+Keras' progress bar counts batches). Every checkpoint interval prints the
+steps done, the input tokens per second (batch size x sequence length per
+batch) and the losses.
+
+Text and masking: `--cased` keeps the case (the tokenizer and a built
+vocabulary do not lower-case). `--mask-rate`, `--span-probability`,
+`--min-span-length`, `--max-span-length` and
+`--mask-token-replacement-rates M,R,K` (e.g. 0.8,0.1,0.1: BERT-style
+[MASK]/random/keep; default: always [MASK]) go to
+`UniLMv2PMLMPreprocessor`.
+
+Large corpora: `--streaming` never loads the corpus; the files (one
+document per line, `.gz` allowed) are read as training consumes them and
+packed into full sequences (`keras_unilmv2.utils.streaming`). The
+vocabulary is `--vocab` or built from `--vocab-sample-lines` lines; the
+held-out documents are `--heldout-file`'s lines or the first
+`--heldout-lines` lines, and are dropped from the training stream.
+Resuming skips exactly the batches already trained on.
+
+A rerun with the same `--output` resumes; one with any other setting
+(these flags included) is refused, naming the differences.
 """
 
 import argparse
@@ -30,7 +58,9 @@ PYTHON_DOCS = "/usr/share/doc/python3.11/html/_sources"
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--input", action="append", default=[], help="file or folder (repeatable)")
     parser.add_argument(
         "--python-docs", action="store_true", help=f"add the Python docs sources ({PYTHON_DOCS})"
@@ -55,9 +85,65 @@ def main(argv=None):
     parser.add_argument(
         "--init-from", default=None, help="a preset to continue pre-training (same vocabulary)"
     )
+    parser.add_argument(
+        "--mixed-precision", choices=["bfloat16", "float16"], default=None,
+        help="compute in bfloat16/float16 (Keras mixed_* policy); default float32",
+    )
+    parser.add_argument(
+        "--gradient-accumulation-steps", type=int, default=1, metavar="N",
+        help="batches per optimizer update (effective batch: batch size x N); "
+        "--steps, --warmup-steps and --checkpoint-every count updates",
+    )
+    parser.add_argument(
+        "--cased", action="store_true",
+        help="keep the case (no lower-casing in the tokenizer and the vocabulary build)",
+    )
+    parser.add_argument("--mask-rate", type=float, default=0.15, help="fraction of tokens masked")
+    parser.add_argument(
+        "--span-probability", type=float, default=0.4, help="probability that a block is a span"
+    )
+    parser.add_argument("--min-span-length", type=int, default=2)
+    parser.add_argument("--max-span-length", type=int, default=6)
+    parser.add_argument(
+        "--mask-token-replacement-rates", default=None, metavar="M,R,K",
+        help="rates of [MASK], random token and unchanged for masked context tokens "
+        "(e.g. 0.8,0.1,0.1); default: always [MASK]",
+    )
+    parser.add_argument(
+        "--streaming", action="store_true",
+        help="stream the training lines from the files instead of loading the corpus",
+    )
+    parser.add_argument(
+        "--vocab-sample-lines", type=int, default=100_000,
+        help="with --streaming and no --vocab: lines the vocabulary is built from",
+    )
+    parser.add_argument(
+        "--heldout-file", default=None,
+        help="with --streaming: held-out documents, one a line (default: the first "
+        "--heldout-lines lines of the input)",
+    )
+    parser.add_argument(
+        "--heldout-lines", type=int, default=1000,
+        help="with --streaming and no --heldout-file: the first lines held out",
+    )
+    parser.add_argument(
+        "--shuffle-buffer", type=int, default=10_000,
+        help="with --streaming: documents held for shuffling",
+    )
     parser.add_argument("--stop-after-checkpoints", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    rates = None
+    if args.mask_token_replacement_rates is not None:
+        try:
+            rates = tuple(float(v) for v in args.mask_token_replacement_rates.split(","))
+        except ValueError:
+            rates = ()
+        if len(rates) != 3:
+            parser.error(
+                "--mask-token-replacement-rates must be three comma-separated numbers "
+                f"M,R,K (e.g. 0.8,0.1,0.1); got {args.mask_token_replacement_rates!r}"
+            )
     inputs = list(args.input) + ([PYTHON_DOCS] if args.python_docs else [])
     if not inputs:
         parser.error("give at least one --input (or --python-docs)")
@@ -86,6 +172,19 @@ def main(argv=None):
             model_parallel=args.mesh if args.mesh not in (None, "data") else None,
             stop_after_checkpoints=args.stop_after_checkpoints,
             init_from=args.init_from,
+            mixed_precision=args.mixed_precision,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            cased=args.cased,
+            mask_rate=args.mask_rate,
+            span_probability=args.span_probability,
+            min_span_length=args.min_span_length,
+            max_span_length=args.max_span_length,
+            mask_token_replacement_rates=rates,
+            streaming=args.streaming,
+            vocab_sample_lines=args.vocab_sample_lines,
+            heldout_file=args.heldout_file,
+            heldout_lines=args.heldout_lines,
+            shuffle_buffer=args.shuffle_buffer,
             command="python tools/pretrain_pmlm.py " + " ".join(shlex.quote(a) for a in argv),
         )
     except ValueError as e:

@@ -223,6 +223,205 @@ def _stop_after(keras, epochs):
     return StopAfter()
 
 
+def _throughput(keras, steps_per_interval, micro_batches, tokens_per_batch, total_steps, log):
+    class Throughput(keras.callbacks.Callback):
+        """Prints, per checkpoint interval, the optimizer steps done, the
+        input tokens per second and the losses; keeps the rates."""
+
+        def __init__(self):
+            super().__init__()
+            self.rates = []
+            self.start = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            import time
+
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            import time
+
+            seconds = max(time.perf_counter() - self.start, 1e-9)
+            rate = micro_batches * tokens_per_batch / seconds
+            self.rates.append(rate)
+            logs = logs or {}
+            losses = ", ".join(
+                f"{key} {float(logs[key]):.4f}"
+                for key in ("loss", "ae_loss", "par_loss")
+                if key in logs
+            )
+            log(
+                f"step {(epoch + 1) * steps_per_interval}/{total_steps}: "
+                f"{rate:,.0f} tokens/s ({steps_per_interval / seconds:.2f} steps/s), {losses}"
+            )
+
+    return Throughput()
+
+
+def _accumulated_schedule(keras, schedule, accumulation):
+    """Wraps a schedule of optimizer updates for gradient accumulation.
+
+    Keras optimizers count every micro-batch in `_iterations` and call the
+    schedule with it; this one calls `schedule(iterations // accumulation)`,
+    the number of updates made so far, so the rate follows the same curve
+    over the updates as without accumulation (constant within an update).
+    """
+    from keras import ops
+
+    class AccumulatedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self, schedule, accumulation):
+            self.schedule = schedule
+            self.accumulation = accumulation
+
+        def __call__(self, step):
+            return self.schedule(ops.floor_divide(step, self.accumulation))
+
+        def get_config(self):
+            return {
+                "schedule": keras.saving.serialize_keras_object(self.schedule),
+                "accumulation": self.accumulation,
+            }
+
+    return AccumulatedSchedule(schedule, accumulation)
+
+
+MIXED_PRECISION = {None: None, "float32": None, "bfloat16": "mixed_bfloat16",
+                   "float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16",
+                   "mixed_float16": "mixed_float16"}
+
+
+def _check_options(
+    mixed_precision,
+    gradient_accumulation_steps,
+    cased,
+    mask_rate,
+    span_probability,
+    min_span_length,
+    max_span_length,
+    mask_token_replacement_rates,
+    sequence_length,
+    streaming,
+    vocab_sample_lines,
+    heldout_lines,
+    heldout_file,
+    shuffle_buffer,
+):
+    """Checks the training options before anything is read or written;
+    returns `(mixed precision policy name or None, replacement rates)`."""
+    from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
+    from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
+    from keras_unilmv2.utils.checks import check_int
+    from keras_unilmv2.utils.vocabulary import SPECIAL_TOKENS
+
+    if not isinstance(mixed_precision, (str, type(None))) or mixed_precision not in MIXED_PRECISION:
+        raise ValueError(
+            "`mixed_precision` (--mixed-precision) must be None, 'bfloat16' or "
+            f"'float16'. Received: mixed_precision={mixed_precision!r}"
+        )
+    check_int("gradient_accumulation_steps", gradient_accumulation_steps, 1,
+              " (--gradient-accumulation-steps; 1: no accumulation)")
+    if not isinstance(cased, bool):
+        raise ValueError(f"`cased` (--cased) must be a bool. Received: cased={cased!r}")
+    if not isinstance(streaming, bool):
+        raise ValueError(f"`streaming` (--streaming) must be a bool. Received: streaming={streaming!r}")
+    check_int("vocab_sample_lines", vocab_sample_lines, 1, " (--vocab-sample-lines)")
+    check_int("heldout_lines", heldout_lines, 1, " (--heldout-lines)")
+    check_int("shuffle_buffer", shuffle_buffer, 1, " (--shuffle-buffer)")
+    if heldout_file is not None and not os.path.isfile(os.fspath(heldout_file)):
+        raise ValueError(
+            f"`heldout_file` (--heldout-file) must be an existing text file. "
+            f"Received: heldout_file={heldout_file!r}"
+        )
+    if heldout_file is not None and not streaming:
+        raise ValueError(
+            "`heldout_file` (--heldout-file) is for `--streaming` runs; without "
+            "it every `--heldout-every`-th document is held out. "
+            f"Received: heldout_file={heldout_file!r}, streaming=False"
+        )
+    if mask_token_replacement_rates is not None:
+        mask_token_replacement_rates = tuple(mask_token_replacement_rates)
+    # The preprocessor checks the masking settings (naming each one); a
+    # tokenizer of the special tokens is enough for that.
+    tokenizer = UniLMv2Tokenizer(vocabulary=list(SPECIAL_TOKENS) + ["a"], lowercase=not cased)
+    UniLMv2PMLMPreprocessor(
+        tokenizer,
+        sequence_length=sequence_length,
+        mask_rate=mask_rate,
+        span_probability=span_probability,
+        min_span_length=min_span_length,
+        max_span_length=max_span_length,
+        mask_token_replacement_rates=mask_token_replacement_rates,
+    )
+    return MIXED_PRECISION[mixed_precision], mask_token_replacement_rates
+
+
+def streaming_files(paths):
+    """The text files a `--streaming` run reads: files as given, folders
+    searched recursively for `*.txt`, `*.text` and `*.gz` files. `.rst.txt`
+    files are refused (their documents are paragraphs, not lines)."""
+    files = []
+    for path in paths:
+        path = os.path.expanduser(os.fspath(path))
+        if os.path.isdir(path):
+            for root, dirs, names in os.walk(path):
+                dirs.sort()
+                files += [
+                    os.path.join(root, n)
+                    for n in sorted(names)
+                    if n.endswith(TEXT_SUFFIXES + (".gz",))
+                ]
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise ValueError(f"`--input` path does not exist: {path!r}")
+    if not files:
+        raise ValueError(f"No text files found in {list(paths)!r}.")
+    rst = [f for f in files if f.endswith((".rst.txt", ".rst.txt.gz"))]
+    if rst:
+        raise ValueError(
+            "`--streaming` reads one document per line; reStructuredText files "
+            f"need paragraph parsing, which only the in-memory mode does: {rst[:3]}. "
+            "Drop `--streaming` or convert them to one paragraph per line."
+        )
+    return sorted(files)
+
+
+def _stream_lines(files):
+    """Non-blank lines (stripped) of `files` in the order `streaming_dataset`
+    reads them (sorted, plain files first, then gzipped), read lazily."""
+    import gzip
+
+    ordered = [f for f in files if not f.endswith(".gz")] + [f for f in files if f.endswith(".gz")]
+    for name in ordered:
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(name, "rt", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    yield line
+
+
+def _streaming_corpus(files, heldout_file, heldout_lines, vocab_sample_lines):
+    """`(held-out texts, vocabulary sample)`: the held-out documents come from
+    `heldout_file` or are the first `heldout_lines` lines; the sample is the
+    next `vocab_sample_lines` lines that are not held out."""
+    import itertools
+
+    lines = _stream_lines(files)
+    if heldout_file is not None:
+        heldout = read_texts([heldout_file], min_words=1)
+    else:
+        heldout = list(itertools.islice(lines, heldout_lines))
+    excluded = set(heldout)
+    sample = list(itertools.islice((t for t in lines if t not in excluded), vocab_sample_lines))
+    if not sample:
+        raise ValueError(
+            f"The input files {files[:3]} hold no training line after the "
+            f"{len(heldout)} held-out ones."
+        )
+    return heldout, sample
+
+
 # === Crash-safe checkpoints ===
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)\.json$")
@@ -317,12 +516,16 @@ def latest_valid_checkpoint(backup_dir, log=print):
     return 0, None
 
 
-def check_run_settings(backup_dir, settings):
+def check_run_settings(backup_dir, settings, defaults=None):
     """Refuses to resume checkpoints written with other settings.
 
     The first run stores `settings` in `<backup_dir>/run.json`; a later run
     with any different value raises a `ValueError` listing the differences
-    (resuming them would silently mix two runs).
+    (resuming them would silently mix two runs). `defaults` maps settings
+    added after a `run.json` may have been written to the value they had
+    then: a stored file without such a key counts as holding its default
+    (so runs started by an older version resume when the new setting is
+    left at its default).
     """
     path = os.path.join(backup_dir, RUN_SETTINGS_FILE)
     if not os.path.exists(path):
@@ -331,6 +534,8 @@ def check_run_settings(backup_dir, settings):
         return
     with open(path) as f:
         stored = json.load(f)
+    for key, value in (defaults or {}).items():
+        stored.setdefault(key, value)
     differences = [
         f"{key}: {stored.get(key)!r} in the checkpoints, {settings.get(key)!r} now"
         for key in sorted(set(stored) | set(settings))
@@ -396,6 +601,138 @@ def _publish_preset(export_dir, output_dir):
     shutil.rmtree(export_dir)
 
 
+def pretraining_preprocessor(
+    tokenizer,
+    sequence_length,
+    seed,
+    mask_rate=0.15,
+    span_probability=0.4,
+    min_span_length=2,
+    max_span_length=6,
+    mask_token_replacement_rates=None,
+):
+    """The `UniLMv2PMLMPreprocessor` that `pretrain()` masks with.
+
+    Example:
+    ```python
+    preprocessor = pretraining_preprocessor(tokenizer, 128, seed=0, mask_rate=0.2)
+    x, y, sample_weight = preprocessor(["the quick fox ran to the park ."])
+    ```
+    """
+    from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
+
+    return UniLMv2PMLMPreprocessor(
+        tokenizer,
+        sequence_length=sequence_length,
+        mask_rate=mask_rate,
+        span_probability=span_probability,
+        min_span_length=min_span_length,
+        max_span_length=max_span_length,
+        mask_token_replacement_rates=mask_token_replacement_rates,
+        seed=seed,
+    )
+
+
+def build_pretraining_model(
+    vocabulary_size,
+    num_layers=4,
+    num_heads=4,
+    hidden_dim=256,
+    intermediate_dim=1024,
+    max_sequence_length=512,
+    steps=1000,
+    warmup_steps=100,
+    learning_rate=5e-4,
+    gradient_accumulation_steps=1,
+    mixed_precision=None,
+    init_from=None,
+):
+    """The compiled `UniLMv2PMLM` (and its backbone) that `pretrain()` trains.
+
+    AdamW (beta_2 0.98, epsilon 1e-6, weight decay 0.01 but not on biases
+    and layer-norm scales, clipnorm 1.0) over a warm-up + linear-decay
+    schedule counted in optimizer updates. With `gradient_accumulation_steps`
+    N > 1 the optimizer averages the gradients of N batches per update (Keras'
+    `gradient_accumulation_steps`) and the schedule reads `iterations // N`.
+    `mixed_precision` (`None`, `"bfloat16"` or `"float16"`) builds the
+    layers under the `mixed_*` policy (variables stay float32; with
+    float16, `compile` adds dynamic loss scaling).
+
+    Returns:
+        `(backbone, pmlm)`.
+
+    Example:
+    ```python
+    backbone, pmlm = build_pretraining_model(
+        8192, steps=1000, gradient_accumulation_steps=4, mixed_precision="bfloat16"
+    )
+    pmlm.optimizer.gradient_accumulation_steps  # 4
+    ```
+    """
+    import keras
+
+    from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
+    from keras_unilmv2.models.unilmv2_pmlm import UniLMv2PMLM
+    from keras_unilmv2.utils.schedules import WarmupLinearDecay
+
+    policy = MIXED_PRECISION.get(mixed_precision, mixed_precision)
+    dtype = None if policy is None else keras.DTypePolicy(policy)
+    backbone = UniLMv2Backbone(
+        vocabulary_size=vocabulary_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+        intermediate_dim=intermediate_dim,
+        max_sequence_length=max_sequence_length,
+        dtype=dtype,
+    )
+    if init_from is not None:
+        # Continue pre-training a preset (its vocabulary must be the one used).
+        start = UniLMv2Backbone.from_preset(init_from)
+
+        def architecture(model):
+            return {k: v for k, v in model.get_config().items() if k not in ("name", "dtype")}
+
+        if architecture(start) != architecture(backbone):
+            raise ValueError(
+                f"`--init-from {init_from}` has another architecture than the "
+                "one asked for; pass the same dimensions and vocabulary."
+            )
+        backbone.set_weights(start.get_weights())
+    pmlm = UniLMv2PMLM(backbone, preprocessor=None, dtype=dtype)
+    schedule = WarmupLinearDecay(learning_rate, warmup_steps, steps)
+    if gradient_accumulation_steps > 1:
+        schedule = _accumulated_schedule(keras, schedule, gradient_accumulation_steps)
+    optimizer = keras.optimizers.AdamW(
+        schedule,
+        beta_2=0.98,
+        epsilon=1e-6,
+        weight_decay=0.01,
+        clipnorm=1.0,
+        gradient_accumulation_steps=(
+            gradient_accumulation_steps if gradient_accumulation_steps > 1 else None
+        ),
+    )
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    pmlm.compile(optimizer=optimizer)
+    return backbone, pmlm
+
+
+# Settings added to `run.json` after its first version, with the value
+# they had before (see `check_run_settings`).
+_NEW_SETTING_DEFAULTS = {
+    "mixed_precision": None,
+    "gradient_accumulation_steps": 1,
+    "lowercase": True,
+    "mask_rate": 0.15,
+    "span_probability": 0.4,
+    "min_span_length": 2,
+    "max_span_length": 6,
+    "mask_token_replacement_rates": None,
+    "streaming": False,
+}
+
+
 def pretrain(
     inputs,
     output_dir,
@@ -420,23 +757,107 @@ def pretrain(
     init_from=None,
     command=None,
     log=print,
+    mixed_precision=None,
+    gradient_accumulation_steps=1,
+    cased=False,
+    mask_rate=0.15,
+    span_probability=0.4,
+    min_span_length=2,
+    max_span_length=6,
+    mask_token_replacement_rates=None,
+    streaming=False,
+    vocab_sample_lines=100_000,
+    heldout_file=None,
+    heldout_lines=1000,
+    shuffle_buffer=10_000,
 ):
     """Pre-trains a UniLMv2 model with PMLM and writes a preset directory.
 
     See `tools/pretrain_pmlm.py --help` for the arguments. Returns the
     metadata dict written to `<output_dir>/metadata.json` (or None when
     `stop_after_checkpoints` interrupted the run).
+
+    Steps count optimizer updates: `steps`, `warmup_steps` and
+    `checkpoint_every` are updates, each of `gradient_accumulation_steps`
+    batches of `batch_size` sequences (the effective batch is their
+    product; the data read is `steps * gradient_accumulation_steps`
+    batches).
+
+    With `streaming=True` the training documents (one a line) are read from
+    the files as they are consumed (`keras_unilmv2.utils.streaming`); the
+    vocabulary is `vocabulary` or built from `vocab_sample_lines` lines; the
+    held-out documents are `heldout_file`'s lines or the first
+    `heldout_lines` lines, dropped from the training stream.
+
+    Example:
+    ```python
+    pretrain(["corpus/"], "my_preset", steps=2000, batch_size=32,
+             gradient_accumulation_steps=4, mixed_precision="bfloat16")
+    ```
     """
     import keras
 
+    policy, mask_token_replacement_rates = _check_options(
+        mixed_precision,
+        gradient_accumulation_steps,
+        cased,
+        mask_rate,
+        span_probability,
+        min_span_length,
+        max_span_length,
+        mask_token_replacement_rates,
+        sequence_length,
+        streaming,
+        vocab_sample_lines,
+        heldout_lines,
+        heldout_file,
+        shuffle_buffer,
+    )
+    options = dict(
+        mixed_precision=policy,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        lowercase=not cased,
+        masking=dict(
+            mask_rate=mask_rate,
+            span_probability=span_probability,
+            min_span_length=min_span_length,
+            max_span_length=max_span_length,
+            mask_token_replacement_rates=mask_token_replacement_rates,
+        ),
+        streaming=streaming,
+        vocab_sample_lines=vocab_sample_lines,
+        heldout_file=heldout_file,
+        heldout_lines=heldout_lines,
+        shuffle_buffer=shuffle_buffer,
+    )
+    try:
+        return _pretrain(
+            keras, inputs, output_dir, vocabulary, vocabulary_size, num_layers, num_heads,
+            hidden_dim, intermediate_dim, max_sequence_length, sequence_length, batch_size,
+            steps, warmup_steps, learning_rate, checkpoint_every, heldout_every, seed,
+            data_parallel, model_parallel, stop_after_checkpoints, init_from, command, log,
+            options,
+        )
+    finally:
+        if data_parallel or model_parallel:
+            keras.distribution.set_distribution(None)
+
+
+def _pretrain(
+    keras, inputs, output_dir, vocabulary, vocabulary_size, num_layers, num_heads,
+    hidden_dim, intermediate_dim, max_sequence_length, sequence_length, batch_size,
+    steps, warmup_steps, learning_rate, checkpoint_every, heldout_every, seed,
+    data_parallel, model_parallel, stop_after_checkpoints, init_from, command, log,
+    options,
+):
     from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
-    from keras_unilmv2.models.unilmv2_pmlm import UniLMv2PMLM
-    from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
     from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
     from keras_unilmv2.utils.preset_utils import file_sha256
-    from keras_unilmv2.utils.schedules import WarmupLinearDecay
     from keras_unilmv2.utils.vocabulary import build_wordpiece_vocabulary
 
+    accumulation = options["gradient_accumulation_steps"]
+    lowercase = options["lowercase"]
+    streaming = options["streaming"]
     if steps % checkpoint_every:
         raise ValueError(
             f"`steps` ({steps}) must be a multiple of `checkpoint_every` ({checkpoint_every})."
@@ -459,16 +880,49 @@ def pretrain(
     os.makedirs(work_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
 
-    texts = read_texts(inputs)
-    train_texts, heldout_texts = split_heldout(texts, heldout_every)
-    log(f"{len(train_texts)} training and {len(heldout_texts)} held-out documents")
+    if streaming:
+        files = streaming_files(inputs)
+        heldout_texts, vocab_texts = _streaming_corpus(
+            files, options["heldout_file"], options["heldout_lines"],
+            options["vocab_sample_lines"],
+        )
+        train_texts = texts = None
+        log(
+            f"streaming {len(files)} files; {len(heldout_texts)} held-out documents"
+            + ("" if options["heldout_file"] else f" (the first {len(heldout_texts)} lines)")
+        )
+        corpus_settings = {
+            "corpus_files": [[f, os.path.getsize(f)] for f in files],
+            "heldout_documents": len(heldout_texts),
+            "heldout_sha256": hashlib.sha256(
+                "\n".join(heldout_texts).encode("utf-8")
+            ).hexdigest(),
+            "shuffle_buffer": options["shuffle_buffer"],
+        }
+        if vocabulary is None:
+            corpus_settings["vocab_sample_lines"] = options["vocab_sample_lines"]
+    else:
+        texts = read_texts(inputs)
+        train_texts, heldout_texts = split_heldout(texts, heldout_every)
+        vocab_texts = train_texts
+        log(f"{len(train_texts)} training and {len(heldout_texts)} held-out documents")
+        corpus_settings = {
+            "corpus_documents": len(texts),
+            "corpus_sha256": hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest(),
+            "heldout_every": heldout_every,
+        }
 
     vocab_path = os.path.join(work_dir, "vocabulary.txt")
     # Written to a temporary file and renamed: never a truncated vocabulary.
     vocab_tmp = vocab_path + ".tmp"
     if vocabulary is None and not os.path.exists(vocab_path):
-        log(f"building a WordPiece vocabulary of up to {vocabulary_size} tokens")
-        build_wordpiece_vocabulary(train_texts, vocabulary_size, output_file=vocab_tmp)
+        log(
+            f"building a WordPiece vocabulary of up to {vocabulary_size} tokens"
+            f" from {len(vocab_texts)} documents" + ("" if lowercase else " (cased)")
+        )
+        build_wordpiece_vocabulary(
+            vocab_texts, vocabulary_size, lowercase=lowercase, output_file=vocab_tmp
+        )
         os.replace(vocab_tmp, vocab_path)
     elif vocabulary is not None:
         if not os.path.isfile(vocabulary):
@@ -476,72 +930,61 @@ def pretrain(
         with open(vocabulary, encoding="utf-8") as f, open(vocab_tmp, "w", encoding="utf-8") as g:
             g.write(f.read())
         os.replace(vocab_tmp, vocab_path)
-    tokenizer = UniLMv2Tokenizer(vocabulary=vocab_path, lowercase=True)
+    tokenizer = UniLMv2Tokenizer(vocabulary=vocab_path, lowercase=lowercase)
 
     backup_dir = os.path.join(work_dir, "checkpoints")
-    check_run_settings(
-        backup_dir,
-        {
-            "vocabulary_size": tokenizer.vocabulary_size(),
-            "vocabulary_sha256": file_sha256(vocab_path),
-            "corpus_documents": len(texts),
-            "corpus_sha256": hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest(),
-            "num_layers": num_layers,
-            "num_heads": num_heads,
-            "hidden_dim": hidden_dim,
-            "intermediate_dim": intermediate_dim,
-            "max_sequence_length": max_sequence_length,
-            "sequence_length": sequence_length,
-            "batch_size": batch_size,
-            "steps": steps,
-            "warmup_steps": warmup_steps,
-            "learning_rate": learning_rate,
-            "checkpoint_every": checkpoint_every,
-            "heldout_every": heldout_every,
-            "seed": seed,
-            "init_from": None if init_from is None else os.fspath(init_from),
-        },
-    )
+    masking = options["masking"]
+    settings = {
+        "vocabulary_size": tokenizer.vocabulary_size(),
+        "vocabulary_sha256": file_sha256(vocab_path),
+        **corpus_settings,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "hidden_dim": hidden_dim,
+        "intermediate_dim": intermediate_dim,
+        "max_sequence_length": max_sequence_length,
+        "sequence_length": sequence_length,
+        "batch_size": batch_size,
+        "steps": steps,
+        "warmup_steps": warmup_steps,
+        "learning_rate": learning_rate,
+        "checkpoint_every": checkpoint_every,
+        "seed": seed,
+        "init_from": None if init_from is None else os.fspath(init_from),
+        "mixed_precision": options["mixed_precision"],
+        "gradient_accumulation_steps": accumulation,
+        "lowercase": lowercase,
+        **masking,
+        "mask_token_replacement_rates": (
+            None
+            if masking["mask_token_replacement_rates"] is None
+            else list(masking["mask_token_replacement_rates"])
+        ),
+        "streaming": streaming,
+    }
+    check_run_settings(backup_dir, settings, defaults=_NEW_SETTING_DEFAULTS)
 
     def make_preprocessor(preprocessor_seed):
-        return UniLMv2PMLMPreprocessor(
-            tokenizer, sequence_length=sequence_length, seed=preprocessor_seed
-        )
+        return pretraining_preprocessor(tokenizer, sequence_length, preprocessor_seed, **masking)
 
     distribution = None
     if data_parallel or model_parallel:
         distribution = _distribution(keras, model_parallel)
         keras.distribution.set_distribution(distribution)
-    backbone = UniLMv2Backbone(
-        vocabulary_size=tokenizer.vocabulary_size(),
+    backbone, pmlm = build_pretraining_model(
+        tokenizer.vocabulary_size(),
         num_layers=num_layers,
         num_heads=num_heads,
         hidden_dim=hidden_dim,
         intermediate_dim=intermediate_dim,
         max_sequence_length=max_sequence_length,
+        steps=steps,
+        warmup_steps=warmup_steps,
+        learning_rate=learning_rate,
+        gradient_accumulation_steps=accumulation,
+        mixed_precision=options["mixed_precision"],
+        init_from=init_from,
     )
-    if init_from is not None:
-        # Continue pre-training a preset (its vocabulary must be the one used).
-        start = UniLMv2Backbone.from_preset(init_from)
-        def architecture(model):
-            return {k: v for k, v in model.get_config().items() if k != "name"}
-
-        if architecture(start) != architecture(backbone):
-            raise ValueError(
-                f"`--init-from {init_from}` has another architecture than the "
-                "one asked for; pass the same dimensions and vocabulary."
-            )
-        backbone.set_weights(start.get_weights())
-    pmlm = UniLMv2PMLM(backbone, preprocessor=None)
-    optimizer = keras.optimizers.AdamW(
-        WarmupLinearDecay(learning_rate, warmup_steps, steps),
-        beta_2=0.98,
-        epsilon=1e-6,
-        weight_decay=0.01,
-        clipnorm=1.0,
-    )
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    pmlm.compile(optimizer=optimizer)
 
     eval_pre = make_preprocessor(10_000 + seed)
     heldout = evaluation_dataset(heldout_texts, eval_pre, batch_size)
@@ -563,21 +1006,43 @@ def pretrain(
     if restore_from is not None:
         log(f"resuming after step {done_epochs * checkpoint_every} from {restore_from}")
     epochs = steps // checkpoint_every
-    data = training_dataset(
-        train_texts,
-        make_preprocessor,
-        batch_size,
-        steps,
-        seed,
-        skip_batches=done_epochs * checkpoint_every,
-    )
+    # Keras counts batches: an update every `accumulation` of them.
+    batches_per_epoch = checkpoint_every * accumulation
+    consumed = done_epochs * batches_per_epoch
+    if streaming:
+        from keras_unilmv2.utils.streaming import streaming_dataset
+
+        data = streaming_dataset(
+            files,
+            tokenizer,
+            sequence_length,
+            batch_size,
+            seed,
+            shuffle_buffer=options["shuffle_buffer"],
+            preprocessor=make_preprocessor(seed),
+            skip_batches=consumed,
+            exclude_lines=heldout_texts,
+        )
+    else:
+        data = training_dataset(
+            train_texts,
+            make_preprocessor,
+            batch_size,
+            steps * accumulation,
+            seed,
+            skip_batches=consumed,
+        )
     checkpointer = _checkpointer(keras, backup_dir, restore_from, done_epochs)
+    throughput = _throughput(
+        keras, checkpoint_every, batches_per_epoch, batch_size * sequence_length, steps, log
+    )
     callbacks = [
         # The log row first: a run killed between the two rewrites the row
         # (rows after the checkpoint it resumes from are dropped).
         _step_logger(keras, history_path, checkpoint_every),
         checkpointer,
         _reseed_dropout(keras, seed),
+        throughput,
     ]
     if stop_after_checkpoints:
         callbacks.append(_stop_after(keras, stop_after_checkpoints))
@@ -586,7 +1051,7 @@ def pretrain(
             data,
             epochs=epochs,
             initial_epoch=done_epochs,
-            steps_per_epoch=checkpoint_every,
+            steps_per_epoch=batches_per_epoch,
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
         )
@@ -604,30 +1069,65 @@ def pretrain(
     export_dir = os.path.join(work_dir, "export")
     if os.path.exists(export_dir):
         shutil.rmtree(export_dir)
-    backbone.save_to_preset(export_dir)
+    if options["mixed_precision"] is not None:
+        # The preset is float32 (the variables are; the policy is a
+        # training choice, not part of the model).
+        config = dict(backbone.get_config(), dtype="float32")
+        exported = UniLMv2Backbone.from_config(config)
+        exported.set_weights(backbone.get_weights())
+    else:
+        exported = backbone
+    exported.save_to_preset(export_dir)
     tokenizer.save_to_preset(export_dir)
     metadata_path = os.path.join(export_dir, "metadata.json")
     with open(metadata_path) as f:
         metadata = json.load(f)
+    if streaming:
+        corpus = {
+            "inputs": [os.fspath(p) for p in inputs],
+            "streaming": True,
+            "files": len(files),
+            "heldout_documents": len(heldout_texts),
+            "heldout_rule": (
+                f"the lines of {os.fspath(options['heldout_file'])}"
+                if options["heldout_file"]
+                else f"the first {len(heldout_texts)} lines"
+            )
+            + " (dropped from the training stream)",
+        }
+        if vocabulary is None:
+            corpus["vocabulary_sample_lines"] = options["vocab_sample_lines"]
+    else:
+        corpus = {
+            "inputs": [os.fspath(p) for p in inputs],
+            "documents": len(texts),
+            "training_documents": len(train_texts),
+            "heldout_documents": len(heldout_texts),
+            "heldout_rule": f"every {heldout_every}th document",
+        }
     metadata.update(
         {
             "description": "UniLMv2 pre-trained here with PMLM (AE + PAR) by tools/pretrain_pmlm.py",
             "command": command,
-            "corpus": {
-                "inputs": [os.fspath(p) for p in inputs],
-                "documents": len(texts),
-                "training_documents": len(train_texts),
-                "heldout_documents": len(heldout_texts),
-                "heldout_rule": f"every {heldout_every}th document",
-            },
+            "corpus": corpus,
             "training": {
                 "steps": steps,
                 "batch_size": batch_size,
+                "gradient_accumulation_steps": accumulation,
+                "effective_batch_size": batch_size * accumulation,
                 "sequence_length": sequence_length,
                 "peak_learning_rate": learning_rate,
                 "warmup_steps": warmup_steps,
                 "seed": seed,
                 "init_from": None if init_from is None else os.fspath(init_from),
+                "mixed_precision": options["mixed_precision"],
+                "lowercase": lowercase,
+                "masking": _settings_masking(settings),
+                "tokens_per_second": (
+                    round(sorted(throughput.rates)[len(throughput.rates) // 2])
+                    if throughput.rates
+                    else None
+                ),
             },
             "heldout": {
                 "untrained": {k: round(float(v), 4) for k, v in untrained.items()},
@@ -642,6 +1142,19 @@ def pretrain(
     if distribution is not None:
         keras.distribution.set_distribution(None)
     return metadata
+
+
+def _settings_masking(settings):
+    return {
+        key: settings[key]
+        for key in (
+            "mask_rate",
+            "span_probability",
+            "min_span_length",
+            "max_span_length",
+            "mask_token_replacement_rates",
+        )
+    }
 
 
 def _record_previous_stages(metadata, init_from):

@@ -105,6 +105,7 @@ def streaming_dataset(
     preprocessor=None,
     skip_batches=0,
     repeat=True,
+    exclude_lines=None,
 ):
     """PMLM training batches streamed from text files (one document a line).
 
@@ -114,7 +115,8 @@ def streaming_dataset(
        `num_shards` files, else every `num_shards`-th line of them.
        `.gz` files are read through gzip (plain files first, then the
        gzipped ones).
-    2. Lines (documents; blank lines are skipped) pass a shuffle buffer of
+    2. Lines (documents; blank lines and lines in `exclude_lines` are
+       skipped) pass a shuffle buffer of
        `shuffle_buffer` documents (seeded; a new order every pass).
     3. Tokenized documents are packed: concatenated with `[SEP]` after each,
        cut into chunks of at most `sequence_length - 2` tokens that end
@@ -144,6 +146,10 @@ def streaming_dataset(
             for the default PMLM preprocessor.
         skip_batches: int >= 0, batches to skip (resume position).
         repeat: bool, loop over the files forever (each pass reshuffled).
+        exclude_lines: `None` or a collection of strings: lines equal to one
+            of them (both stripped of surrounding white space) are dropped,
+            e.g. held-out documents. Held in a hash table (memory grows with
+            its size, not the corpus').
 
     Returns:
         A `tf.data.Dataset` of `(x, y, sample_weight)` batches.
@@ -175,6 +181,15 @@ def streaming_dataset(
     skip_batches = check_int("skip_batches", skip_batches, 0)
     if not isinstance(repeat, bool):
         raise ValueError(f"`repeat` must be a bool. Received: repeat={repeat!r}")
+    if exclude_lines is not None:
+        if isinstance(exclude_lines, (str, bytes)) or not all(
+            isinstance(line, str) for line in exclude_lines
+        ):
+            raise ValueError(
+                "`exclude_lines` must be `None` or a collection of strings. "
+                f"Received: exclude_lines={exclude_lines!r:.200}"
+            )
+        exclude_lines = sorted({line.strip() for line in exclude_lines})
     sep_id = getattr(tokenizer, "sep_token_id", None)
     if sep_id is None or not hasattr(tokenizer, "get_vocabulary"):
         raise ValueError(
@@ -200,10 +215,22 @@ def streaming_dataset(
     if not shard_files:
         lines = lines.shard(num_shards, shard_index)
     lines = lines.filter(lambda line: tf.strings.length(tf.strings.strip(line)) > 0)
+    if exclude_lines:
+        excluded = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(exclude_lines), tf.ones([len(exclude_lines)], tf.int32)
+            ),
+            default_value=0,
+        )
+        lines = lines.filter(lambda line: excluded.lookup(tf.strings.strip(line)) == 0)
     if repeat:
         lines = lines.repeat()
     if shuffle_buffer > 1:
-        lines = lines.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        # The passes are inside the shuffle (`repeat` first), so each pass
+        # is ordered differently; a fixed order per *iterator* makes the
+        # stream the same however often it is iterated (Keras re-creates
+        # the iterator after peeking a batch to build a model).
+        lines = lines.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     documents = lines.map(lambda line: tf.cast(tokenizer(line), tf.int32))
     chunks = pack_chunks(documents, _continuation_table(tokenizer), int(sep_id), sequence_length - 2)
     batches = chunks.ragged_batch(batch_size, drop_remainder=True)

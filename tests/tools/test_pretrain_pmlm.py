@@ -234,3 +234,248 @@ def test_killed_checkpoint_write_resumes_from_the_previous_one_exactly(corpus, t
         np.testing.assert_allclose(a, b, atol=1e-6)
     rows = open(os.path.join(resumed, "training", "history.csv")).read().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
+
+
+# === Training options: precision, accumulation, case, masking, streaming ===
+
+
+def _tool():
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    try:
+        import pretrain_pmlm
+    finally:
+        sys.path.pop(0)
+    return pretrain_pmlm
+
+
+def test_command_line_flags_reach_pretrain(monkeypatch, tmp_path):
+    import keras_unilmv2.utils.pretraining as pretraining
+
+    seen = {}
+    monkeypatch.setattr(pretraining, "pretrain", lambda **kwargs: seen.update(kwargs))
+    code = _tool().main(
+        ["--input", "corpus", "--output", str(tmp_path), "--mixed-precision", "bfloat16",
+         "--gradient-accumulation-steps", "4", "--cased", "--mask-rate", "0.2",
+         "--span-probability", "0.5", "--min-span-length", "3", "--max-span-length", "5",
+         "--mask-token-replacement-rates", "0.8,0.1,0.1", "--streaming",
+         "--vocab-sample-lines", "500", "--heldout-file", "h.txt", "--heldout-lines", "7",
+         "--shuffle-buffer", "99"]
+    )
+    assert code == 0
+    expected = dict(
+        mixed_precision="bfloat16", gradient_accumulation_steps=4, cased=True, mask_rate=0.2,
+        span_probability=0.5, min_span_length=3, max_span_length=5,
+        mask_token_replacement_rates=(0.8, 0.1, 0.1), streaming=True, vocab_sample_lines=500,
+        heldout_file="h.txt", heldout_lines=7, shuffle_buffer=99,
+    )
+    assert {k: seen[k] for k in expected} == expected
+    # The defaults: float32, no accumulation, uncased, in memory.
+    seen.clear()
+    assert _tool().main(["--input", "corpus", "--output", str(tmp_path)]) == 0
+    assert (seen["mixed_precision"], seen["gradient_accumulation_steps"], seen["cased"]) == (
+        None, 1, False,
+    )
+    assert seen["streaming"] is False and seen["mask_token_replacement_rates"] is None
+
+
+@pytest.mark.parametrize("value", ["0.8,0.2", "a,b,c"])
+def test_malformed_replacement_rates_are_refused(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        _tool().main(["--input", "c", "--output", str(tmp_path),
+                      "--mask-token-replacement-rates", value])
+    assert info.value.code == 2
+    assert "--mask-token-replacement-rates must be three" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"mixed_precision": "int8"}, "mixed_precision"),
+        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps"),
+        ({"cased": "yes"}, "cased"),
+        ({"mask_rate": 1.5}, "mask_rate"),
+        ({"span_probability": -0.1}, "span_probability"),
+        ({"min_span_length": 0}, "min_span_length"),
+        ({"min_span_length": 4, "max_span_length": 3}, "max_span_length"),
+        ({"mask_token_replacement_rates": (0.5, 0.1, 0.1)}, "mask_token_replacement_rates"),
+        ({"streaming": True, "vocab_sample_lines": 0}, "vocab_sample_lines"),
+        ({"streaming": True, "heldout_lines": 0}, "heldout_lines"),
+        ({"streaming": True, "heldout_file": "/nonexistent.txt"}, "heldout_file"),
+        ({"heldout_file": __file__}, "heldout_file"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_written(kwargs, name, corpus, tmp_path):
+    output = os.path.join(tmp_path, "out")
+    with pytest.raises(ValueError, match=name):
+        pretrain([corpus], output, vocabulary=fixture_path("vocab.txt"), steps=2,
+                 checkpoint_every=2, **dict(TINY, **kwargs))
+    assert not os.path.exists(output)
+
+
+def test_pretraining_model_gets_precision_and_accumulation():
+    import keras
+
+    from keras_unilmv2.utils.pretraining import build_pretraining_model
+    from keras_unilmv2.utils.schedules import WarmupLinearDecay
+
+    dims = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                max_sequence_length=32, steps=10, warmup_steps=4, learning_rate=1e-3)
+    backbone, pmlm = build_pretraining_model(50, **dims)
+    assert backbone.dtype_policy.name == "float32"
+    assert pmlm.optimizer.gradient_accumulation_steps is None
+    backbone, pmlm = build_pretraining_model(
+        50, gradient_accumulation_steps=3, mixed_precision="bfloat16", **dims
+    )
+    assert backbone.dtype_policy.name == "mixed_bfloat16"
+    assert pmlm.dtype_policy.name == "mixed_bfloat16"
+    assert backbone.get_layer("token_embedding").variable_dtype == "float32"
+    optimizer = pmlm.optimizer
+    assert optimizer.gradient_accumulation_steps == 3
+    # Keras counts batches; the schedule sees updates (batches // 3).
+    reference = WarmupLinearDecay(1e-3, 4, 10)
+    rates = [float(optimizer._learning_rate(i)) for i in range(12)]
+    expected = [float(reference(i // 3)) for i in range(12)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+    assert rates[2] == rates[0] and rates[3] > rates[2]
+    _, pmlm = build_pretraining_model(50, mixed_precision="float16", **dims)
+    assert pmlm.dtype_policy.name == "mixed_float16"
+    assert isinstance(pmlm.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_masking_settings_reach_the_preprocessor():
+    from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
+    from keras_unilmv2.utils.pretraining import pretraining_preprocessor
+
+    tokenizer = UniLMv2Tokenizer(vocabulary=fixture_path("vocab.txt"))
+    preprocessor = pretraining_preprocessor(
+        tokenizer, 16, seed=1, mask_rate=0.3, span_probability=0.0, min_span_length=1,
+        max_span_length=1, mask_token_replacement_rates=(0.0, 0.0, 1.0),
+    )
+    assert (preprocessor.mask_rate, preprocessor.span_probability) == (0.3, 0.0)
+    assert (preprocessor.min_span_length, preprocessor.max_span_length) == (1, 1)
+    x, y, w = preprocessor(["the cat sat on the mat and the dog ran to the park ."])
+    x, y, w = (keras_tree_numpy(v) for v in (x, y, w))
+    # 30% of the 13 tokens, single tokens only, all kept unchanged ("keep").
+    count = int(w["ae"][0].sum())
+    assert count == 4
+    positions = x["mask_positions"][0][:count]
+    np.testing.assert_array_equal(x["token_ids"][0][positions], y["ae"][0][:count])
+
+
+def keras_tree_numpy(structure):
+    import keras
+
+    return keras.tree.map_structure(lambda t: np.asarray(keras.ops.convert_to_numpy(t)), structure)
+
+
+def test_old_run_settings_resume_with_new_options_at_their_defaults(tmp_path):
+    from keras_unilmv2.utils.pretraining import check_run_settings
+
+    folder = os.path.join(tmp_path, "checkpoints")
+    check_run_settings(folder, {"seed": 0})  # written before the new options
+    defaults = {"gradient_accumulation_steps": 1, "lowercase": True}
+    check_run_settings(folder, {"seed": 0, "gradient_accumulation_steps": 1, "lowercase": True},
+                       defaults=defaults)
+    with pytest.raises(ValueError, match="gradient_accumulation_steps: 1 in the checkpoints, 2"):
+        check_run_settings(folder, {"seed": 0, "gradient_accumulation_steps": 2,
+                                    "lowercase": True}, defaults=defaults)
+
+
+CASED = [
+    "The Quick Fox ran over the Lazy Dog in Paris .",
+    "She saw Two Birds in the Park near London",
+    "The Cat sat on the Mat and the Dog ran to the Park .",
+    "Two Birds flew over the Old House at Night in Paris",
+    "He reads a Book in the Park every Day in London .",
+    "They swim in the River every Day near Paris .",
+]
+
+
+@pytest.fixture
+def lines_corpus(tmp_path):
+    import gzip
+
+    folder = os.path.join(tmp_path, "lines")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "a.txt"), "w") as f:
+        f.write("\n".join(CASED * 3) + "\n")
+    with gzip.open(os.path.join(folder, "b.txt.gz"), "wt") as f:
+        f.write("\n".join(reversed(CASED * 3)) + "\n")
+    return folder
+
+
+STREAM = dict(TINY, vocabulary_size=80, streaming=True, heldout_lines=2, shuffle_buffer=8,
+              steps=4, checkpoint_every=2)
+
+
+def test_streaming_run_trains_resumes_and_refuses_other_settings(lines_corpus, tmp_path):
+    output = os.path.join(tmp_path, "out")
+    options = dict(STREAM, cased=True, gradient_accumulation_steps=2, mask_rate=0.2,
+                   mask_token_replacement_rates=(0.8, 0.1, 0.1))
+    messages = []
+    assert pretrain([lines_corpus], output, stop_after_checkpoints=1, log=messages.append,
+                    **options) is None
+    assert any("step 2/4:" in m and "tokens/s" in m and "loss" in m for m in messages)
+    settings = json.load(open(os.path.join(output, "training", "checkpoints", "run.json")))
+    assert settings["streaming"] is True and settings["lowercase"] is False
+    assert settings["gradient_accumulation_steps"] == 2 and settings["mask_rate"] == 0.2
+    assert settings["mask_token_replacement_rates"] == [0.8, 0.1, 0.1]
+    assert settings["heldout_documents"] == 2
+    assert [os.path.basename(f) for f, _ in settings["corpus_files"]] == ["a.txt", "b.txt.gz"]
+    # The cased vocabulary was built from the sample (capitals kept).
+    vocabulary = open(os.path.join(output, "training", "vocabulary.txt")).read().split()
+    assert "Paris" in vocabulary and "Park" in vocabulary
+    assert "paris" not in vocabulary  # only "Paris" is in the corpus
+    # Any other setting is refused before training, naming it.
+    for change, key in [
+        (dict(cased=False), "lowercase: False in the checkpoints, True now"),
+        (dict(gradient_accumulation_steps=1), "gradient_accumulation_steps: 2"),
+        (dict(mask_rate=0.15), "mask_rate: 0.2"),
+        (dict(mixed_precision="bfloat16"), "mixed_precision: None in the checkpoints"),
+        (dict(span_probability=0.5), "span_probability"),
+        (dict(mask_token_replacement_rates=None), "mask_token_replacement_rates"),
+        (dict(heldout_lines=3), "heldout_documents: 2"),
+        (dict(streaming=False, heldout_lines=1000), "streaming: True in the checkpoints"),
+    ]:
+        with pytest.raises(ValueError, match=key):
+            pretrain([lines_corpus], output, **dict(options, **change))
+    messages = []
+    metadata = pretrain([lines_corpus], output, log=messages.append, **options)
+    assert any("resuming after step 2" in m for m in messages)
+    training = metadata["training"]
+    assert (training["gradient_accumulation_steps"], training["effective_batch_size"]) == (2, 8)
+    assert training["lowercase"] is False and training["masking"]["mask_rate"] == 0.2
+    assert training["tokens_per_second"] > 0
+    assert metadata["corpus"]["streaming"] is True
+    assert metadata["corpus"]["heldout_rule"].startswith("the first 2 lines")
+    rows = open(os.path.join(output, "training", "history.csv")).read().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["2", "4"]
+    from keras_unilmv2 import UniLMv2Tokenizer
+
+    assert UniLMv2Tokenizer.from_preset(output).lowercase is False
+
+
+def test_streaming_refuses_rst_files(corpus, tmp_path):
+    with pytest.raises(ValueError, match="reStructuredText"):
+        pretrain([corpus], os.path.join(tmp_path, "out"), **STREAM)
+
+
+@pytest.mark.slow
+def test_streaming_run_with_accumulation_resumes_exactly(lines_corpus, tmp_path):
+    heldout = os.path.join(tmp_path, "heldout.txt")
+    with open(heldout, "w") as f:
+        f.write(CASED[0] + "\n" + CASED[1] + "\n")
+    options = dict(STREAM, steps=6, gradient_accumulation_steps=2, heldout_file=heldout,
+                   vocabulary=fixture_path("vocab.txt"), mixed_precision="bfloat16")
+    straight = os.path.join(tmp_path, "straight")
+    metadata = pretrain([lines_corpus], straight, **options)
+    assert metadata["corpus"]["heldout_documents"] == 2
+    assert metadata["training"]["mixed_precision"] == "mixed_bfloat16"
+    resumed = os.path.join(tmp_path, "resumed")
+    assert pretrain([lines_corpus], resumed, stop_after_checkpoints=2, **options) is None
+    pretrain([lines_corpus], resumed, **options)
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # The preset is float32 (the policy was a training choice).
+    config = json.load(open(os.path.join(resumed, "config.json")))["config"]
+    assert config["dtype"]["config"]["name"] == "float32"
