@@ -81,6 +81,8 @@ class UniLMv2QuestionAnswerer(PresetMixin, FineTuningMixin, Task):
     backbone_cls = UniLMv2Backbone
     preprocessor_cls = UniLMv2QuestionAnswererPreprocessor
 
+    learning_rate_scale = 0.3  # see `FineTuningMixin`
+
     def __init__(self, backbone, preprocessor=None, **kwargs):
         # === Layers ===
         self.backbone = backbone
@@ -123,7 +125,8 @@ class UniLMv2QuestionAnswerer(PresetMixin, FineTuningMixin, Task):
         Defaults: the fine-tuning default (`keras_unilmv2.models.fine_tuning`): AdamW
         with weight decay 0.01 (none on biases and LayerNorm), clipnorm 1.0,
         a peak rate chosen by the backbone's width (3e-5 from `hidden_dim`
-        1024, 7e-5 from 768, 3e-4 from 384, 1e-3 below), warmed up over the
+        1024, 7e-5 from 768, 3e-4 from 384, 1e-3 below, times 0.3 for
+        this understanding task), warmed up over the
         first 10% of each `fit` call's steps and decayed linearly to 0 at
         its end (s2s-ft's schedule; `fit` sizes it); sparse categorical cross-entropy from logits
         over the `[batch, 2, length]` output, which is the mean of the start

@@ -129,6 +129,8 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
     backbone_cls = UniLMv2Backbone
     preprocessor_cls = UniLMv2TextClassifierPreprocessor
 
+    learning_rate_scale = 0.3  # see `FineTuningMixin`
+
     def __init__(
         self,
         backbone,
@@ -200,7 +202,8 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
         `optimizer="auto"`: the fine-tuning default (`keras_unilmv2.models.fine_tuning`): AdamW
         with weight decay 0.01 (none on biases and LayerNorm), clipnorm 1.0,
         a peak rate chosen by the backbone's width (3e-5 from `hidden_dim`
-        1024, 7e-5 from 768, 3e-4 from 384, 1e-3 below), warmed up over the
+        1024, 7e-5 from 768, 3e-4 from 384, 1e-3 below, times 0.3 for
+        this understanding task), warmed up over the
         first 10% of each `fit` call's steps and decayed linearly to 0 at
         its end (s2s-ft's schedule; `fit` sizes it). Classification (`num_classes >= 2`): sparse
         categorical cross-entropy and sparse categorical accuracy.

@@ -452,7 +452,9 @@ def finetune(
     if kind == "seq2seq":
         compile_kwargs["sampler"] = beam_sampler(model.preprocessor.tokenizer, num_beams=1)
     if learning_rate is None:  # the tasks' default: by the backbone's width
-        learning_rate = default_learning_rate(model.backbone.hidden_dim)
+        learning_rate = model.learning_rate_scale * default_learning_rate(
+            model.backbone.hidden_dim
+        )
     model.compile(
         optimizer=default_optimizer(learning_rate, warmup_fraction, total_steps=total_steps),
         **compile_kwargs,
