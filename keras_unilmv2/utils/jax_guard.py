@@ -7,6 +7,13 @@ library's own label check inside a `tf.data` pipeline), nothing updated
 exists yet and every variable is left empty: the model cannot even
 `predict` afterwards. `keep_weights_on_error` re-attaches the values the
 variables held when the run began, for such a failure.
+
+TensorFlow runs a training step as a graph, where the optimizer's updates
+that do not depend on the batch (AdamW's decoupled weight decay) may run
+before the failing input op: a failed first step would still shrink every
+weight. There the snapshot holds copies of the values (one copy of the
+weights and the optimizer state, until the first step has run) and a
+failure at the start assigns them back.
 """
 
 import keras
@@ -27,7 +34,12 @@ class _Snapshot(keras.callbacks.Callback):
         if optimizer is not None:
             variables += list(optimizer.variables)
         variables += list(getattr(model, "metrics_variables", []))
-        self.values = [(v, v._value) for v in variables]
+        if keras.config.backend() == "tensorflow":
+            import tensorflow as tf
+
+            self.values = [(v, tf.identity(v.value)) for v in variables]
+        else:
+            self.values = [(v, v._value) for v in variables]
 
     def _drop(self, batch=None, logs=None):
         self.values = None
@@ -37,20 +49,23 @@ class _Snapshot(keras.callbacks.Callback):
 
     def restore(self):
         for variable, value in self.values or ():
-            if variable._value is None and value is not None:
+            if keras.config.backend() == "tensorflow":
+                variable.assign(value)
+            elif variable._value is None and value is not None:
                 variable._value = value
         self.values = None
 
 
 def keep_weights_on_error(model, run, kwargs):
-    """`run(**kwargs)`, re-attaching the weights if it fails at its start.
+    """`run(**kwargs)`, restoring the weights if it fails at its start
+    (JAX and TensorFlow; see the module docstring).
 
     `kwargs` are the keyword arguments of `fit`/`evaluate`; a snapshot
     callback is added to `kwargs["callbacks"]`. Other backends, or a
     `callbacks` argument that is not a list, run unchanged.
     """
     callbacks = kwargs.get("callbacks")
-    if keras.config.backend() != "jax" or not (
+    if keras.config.backend() not in ("jax", "tensorflow") or not (
         callbacks is None or isinstance(callbacks, (list, tuple))
     ):
         return run(**kwargs)
