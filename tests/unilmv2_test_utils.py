@@ -55,7 +55,7 @@ def random_inputs(batch=2, length=9, vocabulary_size=120, seed=0, pad=2):
 def reference_backbone(layer_norm_epsilon=None):
     """The fixture's raw checkpoint converted into a `UniLMv2Backbone`."""
     from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
-    from keras_unilmv2.utils import checkpoint_conversion
+    from keras_unilmv2 import conversion as checkpoint_conversion
 
     kwargs = checkpoint_conversion.backbone_kwargs_from_config(
         fixture_path("config.json")
@@ -71,6 +71,6 @@ def reference_backbone(layer_norm_epsilon=None):
 
 def reference_inputs(data, prefix=""):
     """Backbone inputs from a fixture group (`input_ids`, ... arrays)."""
-    from keras_unilmv2.utils.checkpoint_conversion import reference_inputs as build
+    from keras_unilmv2.conversion import reference_inputs as build
 
     return build(data, prefix)

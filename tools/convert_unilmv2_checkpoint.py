@@ -80,7 +80,7 @@ def main(argv=None):
             print(f"error: the {flag} file does not exist: {path!r}", file=sys.stderr)
             return 1
 
-    from keras_unilmv2.utils import checkpoint_conversion
+    from keras_unilmv2 import conversion as checkpoint_conversion
 
     output = os.path.expanduser(args.output)
     existed = os.path.exists(output)

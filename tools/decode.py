@@ -55,7 +55,7 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    from keras_unilmv2.utils.recipes import decode
+    from keras_unilmv2.recipes import decode
 
     try:
         result = decode(

@@ -94,7 +94,7 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    from keras_unilmv2.utils.recipes import finetune
+    from keras_unilmv2.recipes import finetune
 
     extra = {}
     if args.kind == "classify":

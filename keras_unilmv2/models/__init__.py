@@ -25,3 +25,7 @@ from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
 
 # keras-hub finds the tokenizer of a preset through `backbone_cls`.
 UniLMv2Tokenizer.backbone_cls = UniLMv2Backbone
+from keras_unilmv2.models.unilmv2_presets import backbone_presets
+from keras_unilmv2.utils.preset_utils import register_presets
+
+register_presets(backbone_presets)

@@ -31,7 +31,21 @@ import os
 import pathlib
 import re
 
-from keras_unilmv2.models.unilmv2_presets import backbone_presets
+
+
+# Released presets (name -> metadata, config and source), registered by
+# `keras_unilmv2.models` so that this module never imports the models.
+_REGISTERED_PRESETS = {}
+
+
+def register_presets(presets):
+    """Registers released presets: a dict of name -> `{"metadata", "config",
+    "source"}` (see `keras_unilmv2/models/unilmv2_presets.py`)."""
+    if not isinstance(presets, dict):
+        raise TypeError(
+            f"`presets` must be a dict of name -> preset. Received: {presets!r}"
+        )
+    _REGISTERED_PRESETS.update(presets)
 
 
 def presets_home():
@@ -74,7 +88,7 @@ def local_preset_dir(name):
 
 
 def all_preset_names():
-    names = set(backbone_presets)
+    names = set(_REGISTERED_PRESETS)
     shipped = shipped_presets_dir()
     if shipped is not None:
         names.update(p.name for p in shipped.iterdir() if _is_preset_dir(p))
@@ -83,7 +97,7 @@ def all_preset_names():
 
 def conversion_command(name):
     """The one command that makes a released preset available offline."""
-    source = backbone_presets[name]["source"]
+    source = _REGISTERED_PRESETS[name]["source"]
     stem = source["checkpoint"].rsplit("/", 1)[-1][: -len(".bin")]
     cased = "" if source["lowercase"] else " --cased"
     return (
@@ -111,8 +125,8 @@ def resolve_preset(preset):
     local = local_preset_dir(preset) if os.sep not in preset else None
     if local is not None:
         return local
-    if preset in backbone_presets:
-        source = backbone_presets[preset]["source"]
+    if preset in _REGISTERED_PRESETS:
+        source = _REGISTERED_PRESETS[preset]["source"]
         raise ValueError(
             f"The preset {preset!r} is a released Microsoft checkpoint that is "
             "not converted on this machine yet (this library never downloads "

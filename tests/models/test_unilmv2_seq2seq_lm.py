@@ -19,7 +19,7 @@ from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
     UniLMv2Seq2SeqLMPreprocessor,
 )
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
-from keras_unilmv2.utils.checkpoint_conversion import convert_checkpoint
+from keras_unilmv2.conversion import convert_checkpoint
 from unilmv2_test_utils import fixture_path
 from unilmv2_test_utils import reference_backbone
 from unilmv2_test_utils import tiny_backbone

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
-from keras_unilmv2.utils import checkpoint_conversion as cc
+from keras_unilmv2 import conversion as cc
 from unilmv2_test_utils import FIXTURE_DIR
 from unilmv2_test_utils import fixture_path
 from unilmv2_test_utils import reference_backbone

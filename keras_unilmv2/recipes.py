@@ -373,7 +373,7 @@ def finetune(
 
     Example:
     ```python
-    from keras_unilmv2.utils.recipes import finetune
+    from keras_unilmv2.recipes import finetune
     results = finetune(
         "classify", "unilmv2_tiny_en_uncased", "glue/RTE/train.tsv",
         "glue/RTE/dev.tsv", "runs/rte", task="rte", learning_rate=2e-5,
@@ -591,7 +591,7 @@ def decode(
 
     Example:
     ```python
-    from keras_unilmv2.utils.recipes import decode
+    from keras_unilmv2.recipes import decode
     decode("runs/xsum/preset", "xsum/test.src", "runs/xsum/test.out",
            num_beams=8, length_penalty=0.9, no_repeat_ngram_size=3,
            ngram_ignore_tokens=["."], min_length=1, references="xsum/test.tgt")
