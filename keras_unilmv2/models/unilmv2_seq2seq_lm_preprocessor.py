@@ -61,7 +61,8 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         source_mask_rate: float, default 0 (off).
         source_type_id: int, 0 in UniLMv2 configs.
         target_type_id: int, 1 in UniLMv2 configs.
-        seed: int or None.
+        seed: int (fits in int64) or None; see
+            `keras_unilmv2.utils.seeding`.
 
     Example:
     ```python

@@ -15,9 +15,9 @@ from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.preprocessing import check_segment_batches
 from keras_unilmv2.utils.preprocessing import in_tf_graph
 from keras_unilmv2.utils.preprocessing import is_text
-from keras_unilmv2.utils.preprocessing import loaded_tf
 from keras_unilmv2.utils.preprocessing import standardize_segments
 from keras_unilmv2.utils.preset_utils import PresetMixin
+from keras_unilmv2.utils.text import loaded_tf
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 

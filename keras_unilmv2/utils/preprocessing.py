@@ -1,26 +1,16 @@
 """Helpers shared by the task preprocessors: text inputs and segments.
 
-TensorFlow is a dependency of the package, but `import keras_unilmv2` does
-not import it (`tests/test_masks.py` and the tokenizer tests check this:
-the masks and eager tokenization run without it). The helpers here only
-look at TensorFlow when it is already loaded: a value cannot be a
-`tf.Tensor`, nor code be tracing a `tf.function`, before `tensorflow` is
-imported.
+They look at TensorFlow only when it is loaded (`loaded_tf`): `import
+keras_unilmv2` does not import it (see `keras_unilmv2/utils/text.py`).
 """
-
-import sys
 
 import keras
 import numpy as np
 
+from keras_unilmv2.utils.text import loaded_tf
 from keras_unilmv2.utils.text import map_strings
 
 TRUNCATE_MODES = ("round_robin", "waterfall")
-
-
-def loaded_tf():
-    """The `tensorflow` module if something imported it, else None."""
-    return sys.modules.get("tensorflow")
 
 
 def in_tf_graph():
