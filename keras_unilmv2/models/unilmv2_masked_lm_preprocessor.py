@@ -8,45 +8,31 @@ from keras_hub.src.utils.tensor_utils import convert_to_numpy
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    SegmentTupleCallMixin,
-)
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    check_rate,
-)
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    check_truncate,
-)
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    standardize_segments,
-)
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
-from keras_unilmv2.utils.text import map_strings
+from keras_unilmv2.utils.checks import check_choice
 from keras_unilmv2.utils.checks import check_int
+from keras_unilmv2.utils.checks import check_rate
+from keras_unilmv2.utils.preprocessing import TRUNCATE_MODES
+from keras_unilmv2.utils.preprocessing import SegmentTupleCallMixin
+from keras_unilmv2.utils.preprocessing import as_text_list
+from keras_unilmv2.utils.preprocessing import standardize_segments
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
-try:
-    import tensorflow as tf
-
-    if not hasattr(tf, "executing_eagerly"):  # a half-uninstalled package
-        tf = None
-except ImportError:
-    tf = None
+# The TensorFlow workflow (`tf.data`) imports TensorFlow in its methods:
+# `import keras_unilmv2` does not need it (see `keras_unilmv2/utils/text.py`).
 
 _OWNER = "UniLMv2MaskedLMPreprocessor"
 
 
 def _python_texts(segment):
     """A segment as `(list of str, batched)`, or a clear error."""
-    texts = map_strings(segment, lambda text: text)
-    if isinstance(texts, str):
-        return [texts], False
-    if isinstance(texts, list) and all(isinstance(t, str) for t in texts):
-        return texts, True
-    raise ValueError(
-        f"{_OWNER} takes a string or a rank-1 batch of strings per segment. "
-        f"Received: {segment!r}"
-    )
+    texts = as_text_list(segment)
+    if texts is None:
+        raise ValueError(
+            f"{_OWNER} takes a string or a rank-1 batch of strings per "
+            f"segment. Received: {segment!r}"
+        )
+    return texts
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -133,7 +119,7 @@ class UniLMv2MaskedLMPreprocessor(
         **kwargs,
     ):
         sequence_length = check_int("sequence_length", sequence_length, 3)
-        check_truncate(truncate)
+        check_choice("truncate", truncate, TRUNCATE_MODES)
         mask_selection_rate = check_rate(
             "mask_selection_rate", mask_selection_rate
         )
@@ -189,6 +175,8 @@ class UniLMv2MaskedLMPreprocessor(
         return outputs if batched else outputs[0]
 
     def _tokenize_tf(self, segment):
+        import tensorflow as tf  # The TensorFlow workflow only.
+
         segment = tf.convert_to_tensor(segment)
         unbatched = segment.shape.rank == 0
         if unbatched:
@@ -241,6 +229,8 @@ class UniLMv2MaskedLMPreprocessor(
 
     @preprocessing_function
     def _call_tf(self, x, y=None, sample_weight=None):
+        import tensorflow as tf  # The TensorFlow workflow only.
+
         token_ids, segment_ids = self.packer(
             tuple(self._tokenize_tf(segment) for segment in x)
         )
@@ -296,6 +286,8 @@ class UniLMv2MaskedLMPreprocessor(
 
     @preprocessing_function
     def _fill_mask_tf(self, x):
+        import tensorflow as tf  # The TensorFlow workflow only.
+
         token_ids, segment_ids = self.packer(
             tuple(self._tokenize_tf(segment) for segment in x)
         )

@@ -12,10 +12,8 @@ from keras_unilmv2.models.unilmv2_question_answerer_preprocessor import (
 from keras_unilmv2.models.unilmv2_question_answerer_preprocessor import (
     UniLMv2QuestionAnswererPreprocessor,
 )
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    in_tf_graph,
-)
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import is_text
+from keras_unilmv2.utils.preprocessing import in_tf_graph
+from keras_unilmv2.utils.preprocessing import is_text
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 # Added to the logits of slots that can be neither start nor end (question,

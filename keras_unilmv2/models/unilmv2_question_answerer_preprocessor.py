@@ -8,204 +8,38 @@ and computes the offsets itself (see `WordPieceOffsetTokenizer`).
 """
 
 import numbers
-import re
 
 import keras
 import numpy as np
-import regex
+from keras_hub.layers import MultiSegmentPacker
 from keras_hub.models import Preprocessor
-from keras_hub.src.tokenizers.word_piece_tokenizer import MAX_BYTES_PER_WORD
-from keras_hub.src.tokenizers.word_piece_tokenizer import PY_CJK_REGEX
-from keras_hub.src.tokenizers.word_piece_tokenizer import PY_PUNCTUATION_REGEX
-from keras_hub.src.tokenizers.word_piece_tokenizer import PY_WHITESPACE_REGEX
 from keras_hub.src.utils.tensor_utils import convert_to_numpy
+from keras_hub.src.utils.tensor_utils import no_convert_scope
 
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    SegmentTupleCallMixin,
+from keras_unilmv2.models.unilmv2_offset_tokenizer import (
+    WordPieceOffsetTokenizer,
 )
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    in_tf_graph,
-)
-from keras_unilmv2.utils.text import DELETED_CHARS
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
-from keras_unilmv2.utils.text import map_strings
-from keras_unilmv2.utils.text import normalize_text
 from keras_unilmv2.utils.checks import check_int
+from keras_unilmv2.utils.preprocessing import SegmentTupleCallMixin
+from keras_unilmv2.utils.preprocessing import as_text_list
+from keras_unilmv2.utils.preprocessing import in_tf_graph
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "span_mask")
 _OWNER = "UniLMv2QuestionAnswererPreprocessor"
 
 
-class WordPieceOffsetTokenizer:
-    """`UniLMv2Tokenizer` ids plus the character span of every token.
-
-    keras-hub's `WordPieceTokenizer` returns ids only. This class repeats
-    the tokenizer's steps in Python while keeping, for every character of
-    the normalized text, the span of original characters it came from:
-
-    1. text cleaning, lowercasing and accent stripping exactly as
-       `UniLMv2Tokenizer` does them (the same function), applied to each
-       whitespace-delimited chunk of the text. Per character, a character
-       maps to the normalized characters it produces: "É" -> "e" keeps its
-       own span; a character that is deleted (controls, accents removed by
-       stripping) produces nothing. If a chunk normalizes to a different
-       length than its characters one by one (context-dependent
-       lowercasing, which is rare), every normalized character of the chunk
-       gets the span of the whole chunk;
-    2. splitting into words on whitespace, punctuation and CJK characters
-       with the keras-hub patterns (special tokens are kept whole when the
-       tokenizer has `special_tokens_in_strings=True`);
-    3. greedy longest-match-first WordPiece on each word (`"##"` suffix
-       marker; a word that cannot be covered, or longer than 100 UTF-8
-       bytes, becomes `[UNK]` spanning the whole word).
-
-    Offsets are Python string indices (Unicode code points) into the
-    original text, end exclusive: `text[start:end]` is the original text
-    of a token ("Jumped" for the pieces `jump` + `##ed` together). The ids
-    equal `tokenizer(text)`; the tests check this on cased, accented,
-    punctuated, CJK and unknown-word text.
-
-    Args:
-        tokenizer: a `keras_unilmv2.models.UniLMv2Tokenizer` with its
-            vocabulary set.
-    """
-
-    def __init__(self, tokenizer):
-        if not isinstance(tokenizer, UniLMv2Tokenizer):
-            raise TypeError(
-                "`tokenizer` must be a `UniLMv2Tokenizer` (character offsets "
-                "follow its normalization). Received: "
-                f"{type(tokenizer).__name__}"
-            )
-        if not tokenizer.split:
-            raise ValueError(
-                "Character offsets need a tokenizer that splits words "
-                "(`split=True`). Received a tokenizer with split=False."
-            )
-        vocabulary = tokenizer.get_vocabulary()
-        self.vocabulary = tokenizer.vocabulary
-        self._token_to_id = {token: i for i, token in enumerate(vocabulary)}
-        self._unk_id = int(tokenizer.unk_token_id)
-        self._suffix = tokenizer.suffix_indicator
-        self._lowercase = tokenizer.do_lower_case
-        self._strip_accents = tokenizer.do_strip_accents
-        special = tokenizer._special_tokens_for_splitting() or []
-        self._special_tokens = tuple(special)
-        parts = [PY_WHITESPACE_REGEX, PY_PUNCTUATION_REGEX]
-        keep = [PY_PUNCTUATION_REGEX]
-        if tokenizer.split_on_cjk:
-            parts.append(PY_CJK_REGEX)
-            keep.append(PY_CJK_REGEX)
-        if special:
-            pattern = "|".join(regex.escape(t) for t in special)
-            parts.insert(0, pattern)
-            keep.insert(0, pattern)
-            self._special_split = re.compile(
-                "(" + "|".join(re.escape(t) for t in special) + ")"
-            )
-        else:
-            self._special_split = None
-        self._split = regex.compile("|".join(parts))
-        self._keep = regex.compile("|".join(keep))
-
-    # --- normalization with a character map ---------------------------------
-
-    def _normalize_chunk(self, chunk, base, chars, spans):
-        lower, strip = self._lowercase, self._strip_accents
-        normalized = normalize_text(chunk, lower, strip)
-        if chunk.isascii():
-            origins = [j for j, ch in enumerate(chunk) if ch not in DELETED_CHARS]
-        else:
-            origins = []
-            for j, ch in enumerate(chunk):
-                count = len(normalize_text(ch, lower, strip))
-                origins.extend([j] * count)
-        chars.append(normalized)
-        if len(origins) == len(normalized):
-            spans.extend((base + j, base + j + 1) for j in origins)
-        else:
-            spans.extend([(base, base + len(chunk))] * len(normalized))
-
-    def _normalize(self, text):
-        """Normalized text and the original span of each of its characters."""
-        chars, spans = [], []
-        pieces = [text]
-        if self._special_split is not None:
-            pieces = self._special_split.split(text)
-        base = 0
-        for index, piece in enumerate(pieces):
-            if index % 2:  # a special token: kept verbatim
-                chars.append(piece)
-                spans.extend([(base, base + len(piece))] * len(piece))
-            else:
-                for match in re.finditer(r"\s+|\S+", piece):
-                    self._normalize_chunk(
-                        match.group(), base + match.start(), chars, spans
-                    )
-            base += len(piece)
-        return "".join(chars), spans
-
-    # --- WordPiece ----------------------------------------------------------
-
-    def _word_pieces(self, word):
-        """`[(id, start, end)]` of a word; start/end index into the word."""
-        if len(word.encode("utf-8")) > MAX_BYTES_PER_WORD:
-            return [(self._unk_id, 0, len(word))]
-        pieces = []
-        start = 0
-        while start < len(word):
-            end = len(word)
-            found = None
-            while start < end:
-                piece = word[start:end]
-                if start > 0:
-                    piece = self._suffix + piece
-                found = self._token_to_id.get(piece)
-                if found is not None:
-                    break
-                end -= 1
-            if found is None:
-                return [(self._unk_id, 0, len(word))]
-            pieces.append((found, start, end))
-            start = end
-        return pieces
-
-    def __call__(self, text):
-        """Returns `(ids, starts, ends)`, three lists of ints."""
-        normalized, spans = self._normalize(text)
-        words = []
-        position = 0
-        for match in self._split.finditer(normalized):
-            if match.start() > position:
-                words.append((position, match.start()))
-            if self._keep.fullmatch(match.group()):
-                words.append((match.start(), match.end()))
-            position = match.end()
-        if position < len(normalized):
-            words.append((position, len(normalized)))
-        ids, starts, ends = [], [], []
-        for word_start, word_end in words:
-            word = normalized[word_start:word_end]
-            for token_id, start, end in self._word_pieces(word):
-                ids.append(token_id)
-                starts.append(spans[word_start + start][0])
-                ends.append(spans[word_start + end - 1][1])
-        return ids, starts, ends
-
-
 def _as_texts(value, name):
     """A string or a batch of strings -> `(list of str, batched)`."""
-    texts = map_strings(value, lambda text: text)
-    if isinstance(texts, str):
-        return [texts], False
-    if isinstance(texts, list) and all(isinstance(t, str) for t in texts):
-        return texts, True
-    raise ValueError(
-        f"`{name}` must be a string or a rank-1 batch of strings. "
-        f"Received: {name}={value!r}"
-    )
+    texts = as_text_list(value)
+    if texts is None:
+        raise ValueError(
+            f"`{name}` must be a string or a rank-1 batch of strings. "
+            f"Received: {name}={value!r}"
+        )
+    return texts
 
 
 def _as_list(value, length, name):
@@ -370,6 +204,12 @@ class UniLMv2QuestionAnswererPreprocessor(
             )
         questions, q_batched = _as_texts(x[0], "questions")
         contexts, c_batched = _as_texts(x[1], "contexts")
+        if not questions or not contexts:
+            raise ValueError(
+                f"{_OWNER} received an empty batch: {len(questions)} "
+                f"question(s) and {len(contexts)} context(s). It needs at "
+                "least one example."
+            )
         if q_batched != c_batched or len(questions) != len(contexts):
             raise ValueError(
                 "`questions` and `contexts` must both be strings or two "
@@ -456,13 +296,11 @@ class UniLMv2QuestionAnswererPreprocessor(
         spans = self._standardize_answers(answers, contexts, batched)
         weights = _as_list(sample_weight, len(contexts), "sample_weight")
         offsets = self._offsets()
-        tokenizer = self.tokenizer
-        cls_id, sep_id = int(tokenizer.cls_token_id), int(tokenizer.sep_token_id)
-        pad_id = int(tokenizer.pad_token_id)
-        length = self.sequence_length
+        room_for_context = self.sequence_length - 3  # minus [CLS] [SEP] [SEP]
 
-        rows = {name: [] for name in MODEL_INPUTS}
-        rows.update(example_index=[], token_offsets=[], labels=[], weights=[])
+        # One entry per window (model row).
+        question_rows, context_rows, offset_rows = [], [], []
+        example_index, labels, window_weights = [], [], []
         for example, (question, context) in enumerate(zip(questions, contexts)):
             question_ids = offsets(question)[0][: self.max_question_length]
             context_ids, starts, ends = offsets(context)
@@ -476,33 +314,15 @@ class UniLMv2QuestionAnswererPreprocessor(
                 ]
                 if covered:
                     answer_tokens = (covered[0], covered[-1])
-            room = length - 3 - len(question_ids)
+            room = room_for_context - len(question_ids)
             base = len(question_ids) + 2  # slot of the first context token
             window_start = 0
             while True:
                 count = min(room, len(context_ids) - window_start)
-                token_ids = np.full(length, pad_id, "int32")
-                token_ids[0] = cls_id
-                token_ids[1 : base - 1] = question_ids
-                token_ids[base - 1] = sep_id
-                token_ids[base : base + count] = context_ids[
-                    window_start : window_start + count
-                ]
-                token_ids[base + count] = sep_id
-                segment_ids = np.zeros(length, "int32")
-                segment_ids[base : base + count + 1] = 1
-                padding_mask = np.zeros(length, "int32")
-                padding_mask[: base + count + 1] = 1
-                span_mask = np.zeros(length, "int32")
-                span_mask[0] = 1
-                span_mask[base : base + count] = 1
-                token_offsets = np.full((length, 2), -1, "int32")
-                token_offsets[base : base + count, 0] = starts[
-                    window_start : window_start + count
-                ]
-                token_offsets[base : base + count, 1] = ends[
-                    window_start : window_start + count
-                ]
+                window = slice(window_start, window_start + count)
+                question_rows.append(question_ids)
+                context_rows.append(context_ids[window])
+                offset_rows.append((starts[window], ends[window]))
                 label = (0, 0)
                 if answer_tokens is not None and (
                     window_start <= answer_tokens[0]
@@ -512,27 +332,60 @@ class UniLMv2QuestionAnswererPreprocessor(
                         base + answer_tokens[0] - window_start,
                         base + answer_tokens[1] - window_start,
                     )
-                rows["token_ids"].append(token_ids)
-                rows["segment_ids"].append(segment_ids)
-                rows["padding_mask"].append(padding_mask)
-                rows["span_mask"].append(span_mask)
-                rows["example_index"].append(example)
-                rows["token_offsets"].append(token_offsets)
-                rows["labels"].append(label)
+                labels.append(label)
+                example_index.append(example)
                 if weights is not None:
-                    rows["weights"].append(weights[example])
+                    window_weights.append(weights[example])
                 if window_start + count >= len(context_ids):
                     break
                 window_start += min(count, self.doc_stride)
 
-        features = {name: np.stack(rows[name]) for name in MODEL_INPUTS}
-        features["example_index"] = np.asarray(rows["example_index"], "int32")
-        features["token_offsets"] = np.stack(rows["token_offsets"])
+        features = self._pack(question_rows, context_rows, offset_rows)
+        features["example_index"] = np.asarray(example_index, "int32")
         if spans is not None:
-            features["labels"] = np.asarray(rows["labels"], "int32")
+            features["labels"] = np.asarray(labels, "int32")
         if weights is not None:
-            features["sample_weight"] = np.asarray(rows["weights"], "float32")
+            features["sample_weight"] = np.asarray(window_weights, "float32")
         return features
+
+    def _pack(self, question_rows, context_rows, offset_rows):
+        """Model inputs and `token_offsets` of windows, `[windows, L, ...]`.
+
+        keras-hub's `MultiSegmentPacker` packs `[CLS] question [SEP] context
+        [SEP]`, pads it and gives the segment ids (0 up to the first `[SEP]`,
+        1 after). Every window already fits (`encode` cut it), so the packer
+        never truncates. What a packer cannot express is placed here: the
+        span mask and the character offsets of the context tokens, per slot,
+        and the padding mask, from the lengths (a `[PAD]` written in the text
+        stays a real token).
+        """
+        length, tokenizer = self.sequence_length, self.tokenizer
+        # Built per call (cheap): `sequence_length` and the vocabulary may
+        # change between calls.
+        packer = MultiSegmentPacker(
+            sequence_length=length,
+            start_value=int(tokenizer.cls_token_id),
+            end_value=int(tokenizer.sep_token_id),
+            pad_value=int(tokenizer.pad_token_id),
+        )
+        with no_convert_scope():  # NumPy outputs on every backend
+            token_ids, segment_ids = packer((question_rows, context_rows))
+        slots = np.arange(length)[None, :]
+        base = np.asarray([len(ids) + 2 for ids in question_rows])[:, None]
+        end = base + np.asarray([len(ids) for ids in context_rows])[:, None]
+        is_context = (slots >= base) & (slots < end)
+        token_offsets = np.full(is_context.shape + (2,), -1, "int32")
+        # Boolean indexing walks the rows in order, as the lists are joined.
+        token_offsets[is_context, 0] = [i for row in offset_rows for i in row[0]]
+        token_offsets[is_context, 1] = [i for row in offset_rows for i in row[1]]
+        return {
+            "token_ids": np.asarray(token_ids, "int32"),
+            "segment_ids": np.asarray(segment_ids, "int32"),
+            # Through the final [SEP], which is at slot `end`.
+            "padding_mask": (slots <= end).astype("int32"),
+            "span_mask": (is_context | (slots == 0)).astype("int32"),
+            "token_offsets": token_offsets,
+        }
 
     def call(self, x, y=None, sample_weight=None):
         if in_tf_graph():

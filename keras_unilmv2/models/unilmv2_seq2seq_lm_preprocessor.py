@@ -1,28 +1,26 @@
 """Preprocessing for UniLMv2 pseudo-mask seq2seq fine-tuning (s2s-ft)."""
 
 import keras
+import numpy as np
+from keras_hub.layers import StartEndPacker
 from keras_hub.models import Preprocessor
+from keras_hub.src.utils.tensor_utils import no_convert_scope
 
 from keras_unilmv2 import masks
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
+from keras_unilmv2.utils.checks import check_int
+from keras_unilmv2.utils.checks import check_rate
 from keras_unilmv2.utils.preset_utils import PresetMixin
+from keras_unilmv2.utils.seeding import check_seed
+from keras_unilmv2.utils.seeding import example_seeds
 
+# This preprocessor runs on TensorFlow ops, eagerly and inside `tf.data`, on
+# every Keras backend. TensorFlow is imported in the methods: `import
+# keras_unilmv2` does not need it (see `keras_unilmv2/utils/text.py`).
 
-def _tf():
-    try:
-        import tensorflow as tf
-    except ImportError as e:  # pragma: no cover - depends on the env
-        raise ImportError(
-            "UniLMv2Seq2SeqLMPreprocessor runs on TensorFlow (tf.data): "
-            "`pip install tensorflow tensorflow-text`."
-        ) from e
-    return tf
-
-
-def _check_rate(name, value):
-    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}")
+# The random streams of an example (see `keras_unilmv2.utils.seeding`).
+_STREAMS = ("pseudo", "random_id", "target_drop", "source_mask")
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -63,7 +61,8 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         source_mask_rate: float, default 0 (off).
         source_type_id: int, 0 in UniLMv2 configs.
         target_type_id: int, 1 in UniLMv2 configs.
-        seed: int or None.
+        seed: int (fits in int64) or None; see
+            `keras_unilmv2.utils.seeding`.
 
     Example:
     ```python
@@ -97,21 +96,16 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
     ):
         super().__init__(**kwargs)
         self.tokenizer = tokenizer
-        for name, value, minimum in (
-            ("encoder_sequence_length", encoder_sequence_length, 3),
-            ("decoder_sequence_length", decoder_sequence_length, 2),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(
-                    f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
-                )
-        for name, value in (
-            ("pseudo_keep_rate", pseudo_keep_rate),
-            ("pseudo_random_rate", pseudo_random_rate),
-            ("target_mask_rate", target_mask_rate),
-            ("source_mask_rate", source_mask_rate),
-        ):
-            _check_rate(name, value)
+        encoder_sequence_length = check_int(
+            "encoder_sequence_length", encoder_sequence_length, 3
+        )
+        decoder_sequence_length = check_int(
+            "decoder_sequence_length", decoder_sequence_length, 2
+        )
+        pseudo_keep_rate = check_rate("pseudo_keep_rate", pseudo_keep_rate)
+        pseudo_random_rate = check_rate("pseudo_random_rate", pseudo_random_rate)
+        target_mask_rate = check_rate("target_mask_rate", target_mask_rate)
+        source_mask_rate = check_rate("source_mask_rate", source_mask_rate)
         if pseudo_keep_rate + pseudo_random_rate > 1.0:
             raise ValueError(
                 "`pseudo_keep_rate + pseudo_random_rate` must be <= 1. Received: "
@@ -125,12 +119,45 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         self.source_mask_rate = source_mask_rate
         self.source_type_id = source_type_id
         self.target_type_id = target_type_id
-        self.seed = seed
+        self.seed = check_seed(seed)
+
+    def build(self, input_shape=None):
+        # keras-hub's packer, on its TensorFlow path also eagerly: the whole
+        # preprocessor runs on TensorFlow ops, so that eager calls and
+        # `tf.data` give the same output. One packer serves the three
+        # layouts: `[CLS] source [SEP]`, `target [SEP]` and the prompt.
+        t = self.tokenizer
+        self.packer = StartEndPacker(
+            sequence_length=self.encoder_sequence_length,
+            start_value=int(t.cls_token_id),
+            end_value=int(t.sep_token_id),
+            pad_value=int(t.pad_token_id),
+            return_padding_mask=True,
+            _allow_python_workflow=False,
+        )
+        self.built = True
+
+    def _pack(self, tokens, length, start, end):
+        """`[batch, length]` int32 ids and the number of real slots."""
+        import tensorflow as tf
+
+        if not self.built:
+            self.build(None)
+        with no_convert_scope():  # TensorFlow outputs on every backend
+            ids, mask = self.packer(
+                tokens,
+                sequence_length=length,
+                add_start_value=start,
+                add_end_value=end,
+            )
+        lengths = tf.reduce_sum(tf.cast(mask, "int32"), axis=1)
+        return tf.cast(ids, "int32"), lengths
 
     # --- tokenization -------------------------------------------------------
 
     def _tokenize(self, inputs, name):
-        tf = _tf()
+        import tensorflow as tf
+
         if isinstance(inputs, (list, tuple)) and not inputs or (
             hasattr(inputs, "shape")
             and getattr(inputs.shape, "rank", len(inputs.shape)) != 0
@@ -167,7 +194,8 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
 
     @staticmethod
     def _as_batch(tokens):
-        tf = _tf()
+        import tensorflow as tf
+
         if isinstance(tokens, tf.RaggedTensor):
             return tokens, False
         if isinstance(tokens, (list, tuple)):
@@ -183,7 +211,8 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
     @staticmethod
     def _check_batch_sizes(source, target, source_unbatched, target_unbatched):
         """One target per source: same batch size, both batched or not."""
-        tf = _tf()
+        import tensorflow as tf
+
         message = (
             "`encoder_text` and `decoder_text` must hold the same number of "
             "examples (one target text per source text)"
@@ -213,81 +242,91 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
             return tf.identity(source), tf.identity(target)
 
     def _pack_source(self, tokens):
-        tf = _tf()
-        t = self.tokenizer
-        body = tokens[:, : self.encoder_sequence_length - 2]
-        batch = body.nrows()
-        cls = tf.fill([batch, 1], t.cls_token_id)
-        sep = tf.fill([batch, 1], t.sep_token_id)
-        packed = tf.concat([tf.cast(cls, body.dtype), body, tf.cast(sep, body.dtype)], axis=1)
-        lengths = tf.cast(packed.row_lengths(), "int32")
-        dense = packed.to_tensor(
-            default_value=t.pad_token_id, shape=[None, self.encoder_sequence_length]
-        )
-        return tf.cast(dense, "int32"), lengths
+        return self._pack(tokens, self.encoder_sequence_length, True, True)
 
     def _pack_target(self, tokens, length):
-        tf = _tf()
-        body = tokens[:, : length - 1]
-        sep = tf.fill([body.nrows(), 1], self.tokenizer.sep_token_id)
-        packed = tf.concat([body, tf.cast(sep, body.dtype)], axis=1)
-        lengths = tf.cast(packed.row_lengths(), "int32")
-        dense = packed.to_tensor(default_value=self.tokenizer.pad_token_id, shape=[None, length])
-        return tf.cast(dense, "int32"), lengths
+        return self._pack(tokens, length, False, True)
 
     # --- noise --------------------------------------------------------------
 
-    def _uniform(self, shape, ids, salt):
-        tf = _tf()
-        if self.seed is None:
-            return tf.random.uniform(shape)
-        # A per-example seed from the content: identical eagerly and in
-        # tf.data, and different for different examples.
-        weights = tf.range(1, tf.shape(ids)[1] + 1, dtype="int64")
-        content = tf.reduce_sum(tf.cast(ids, "int64") * weights * 1000003, axis=1)
-        content = tf.math.floormod(content, 2**31 - 1)
-        seeds = tf.stack(
-            [tf.fill(tf.shape(content), tf.constant(self.seed + salt, "int64")), content],
-            axis=1,
-        )
-        return tf.map_fn(
-            lambda s: tf.random.stateless_uniform(shape[1:], seed=s),
-            seeds,
-            fn_output_signature=tf.float32,
-        )
+    def _draws(self, source, target):
+        """The noise of every example: a dict of `[batch, ...]` draws.
+
+        Each example draws from its own streams, keyed by `seed` and its
+        packed ids (`keras_unilmv2.utils.seeding`): the same eagerly and in
+        `tf.data`, whatever the batch.
+        """
+        import tensorflow as tf
+
+        target_length = self.decoder_sequence_length
+        vocabulary_size = self.tokenizer.vocabulary_size()
+        mask_source = self.source_mask_rate > 0
+
+        def draw(ids):
+            seeds = example_seeds(self.seed, ids, _STREAMS)
+            out = {
+                "pseudo": tf.random.stateless_uniform(
+                    [target_length], seeds["pseudo"], alg="philox"
+                ),
+                "random_id": tf.random.stateless_uniform(
+                    [target_length],
+                    seeds["random_id"],
+                    minval=0,
+                    maxval=vocabulary_size,
+                    dtype=tf.int32,
+                    alg="philox",
+                ),
+                "target_drop": tf.random.stateless_uniform(
+                    [target_length], seeds["target_drop"], alg="philox"
+                ),
+            }
+            if mask_source:
+                out["source_mask"] = tf.random.stateless_uniform(
+                    [self.encoder_sequence_length],
+                    seeds["source_mask"],
+                    alg="philox",
+                )
+            return out
+
+        signature = {
+            "pseudo": tf.float32,
+            "random_id": tf.int32,
+            "target_drop": tf.float32,
+        }
+        if mask_source:
+            signature["source_mask"] = tf.float32
+        both = tf.concat([source, target], axis=1)
+        return tf.map_fn(draw, both, fn_output_signature=signature)
 
     def _noise(self, source, target, num_source, num_target):
-        tf = _tf()
+        import tensorflow as tf
+
         t = self.tokenizer
-        vocabulary_size = t.vocabulary_size()
         shape = tf.shape(target)
         real_target = tf.sequence_mask(num_target, self.decoder_sequence_length)
-        both = tf.concat([source, target], axis=1)
-        choice = self._uniform(shape, both, 1)
-        random_ids = tf.cast(
-            tf.math.floor(self._uniform(shape, both, 2) * vocabulary_size), "int32"
-        )
-        random_ids = tf.minimum(random_ids, vocabulary_size - 1)
+        draws = self._draws(source, target)
+        choice = draws["pseudo"]
         keep = choice < self.pseudo_keep_rate
         rand = tf.logical_and(
             ~keep, choice < self.pseudo_keep_rate + self.pseudo_random_rate
         )
         pseudo = tf.where(keep, target, tf.fill(shape, t.mask_token_id))
-        pseudo = tf.where(rand, random_ids, pseudo)
+        pseudo = tf.where(rand, draws["random_id"], pseudo)
         pseudo = tf.where(real_target, pseudo, t.pad_token_id)
-        drop = self._uniform(shape, both, 3) < self.target_mask_rate
+        drop = draws["target_drop"] < self.target_mask_rate
         visible_target = tf.where(tf.logical_and(drop, real_target), pseudo, target)
         if self.source_mask_rate > 0:
             positions = tf.range(self.encoder_sequence_length)[None, :]
             inner = tf.logical_and(positions > 0, positions < num_source[:, None] - 1)
-            hit = self._uniform(tf.shape(source), both, 4) < self.source_mask_rate
+            hit = draws["source_mask"] < self.source_mask_rate
             source = tf.where(tf.logical_and(inner, hit), t.mask_token_id, source)
         return source, visible_target, pseudo
 
     # --- layers API ---------------------------------------------------------
 
     def call(self, x, y=None, sample_weight=None):
-        tf = _tf()
+        import tensorflow as tf
+
         if not isinstance(x, dict) or set(x) != {"encoder_text", "decoder_text"}:
             raise ValueError(
                 "`UniLMv2Seq2SeqLMPreprocessor` takes a dict with the keys "
@@ -352,7 +391,8 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         )
         ```
         """
-        tf = _tf()
+        import tensorflow as tf
+
         prompt = None
         if isinstance(x, dict):
             unknown = sorted(set(x) - {"encoder_text", "decoder_text"})
@@ -367,11 +407,12 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         target_length = sequence_length
         if target_length is None:
             target_length = self.decoder_sequence_length
-        if isinstance(target_length, bool) or not isinstance(target_length, int) or target_length < 1:
-            raise ValueError(
-                "`max_length` (the number of target tokens to generate) must be "
-                f"an integer >= 1. Received: {target_length!r}"
-            )
+        target_length = check_int(
+            "max_length",
+            target_length,
+            1,
+            hint=" (the number of target tokens to generate)",
+        )
         tokens, unbatched = self._as_batch(self._tokenize(x, "encoder_text"))
         source, _ = self._pack_source(tokens)
         batch = tf.shape(source)[0]
@@ -397,9 +438,8 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
 
     def _pack_prompt(self, prompt, target_length, batch, unbatched):
         """`decoder_text` prompts -> `[batch, target_length]` ids and mask."""
-        import numpy as np
+        import tensorflow as tf
 
-        tf = _tf()
         if isinstance(prompt, np.ndarray) and prompt.dtype.kind in "OSU":
             prompt = prompt.tolist()
         if isinstance(prompt, (bytes, str)) or (
@@ -434,12 +474,8 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
                     "counts towards `max_length`). Use a larger `max_length` "
                     "or a shorter prompt."
                 )
-        body = tokens[:, :target_length]
-        lengths = tf.cast(body.row_lengths(), "int32")
-        dense = body.to_tensor(
-            default_value=self.tokenizer.pad_token_id, shape=[None, target_length]
-        )
-        return tf.cast(dense, "int32"), tf.sequence_mask(lengths, target_length)
+        ids, lengths = self._pack(tokens, target_length, False, False)
+        return ids, tf.sequence_mask(lengths, target_length)
 
     def generate_postprocess(self, x):
         """Generated ids -> strings, cut at the first `[SEP]` or `[PAD]`.
@@ -451,8 +487,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         `return_all_beams=True`) give a list of `num_beams` strings per
         example.
         """
-        import numpy as np
-
         ids = np.asarray(keras.ops.convert_to_numpy(x["decoder_token_ids"]))
         mask = x.get("decoder_padding_mask")
         if mask is None:

@@ -11,25 +11,13 @@ from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     UniLMv2TextClassifierPreprocessor,
 )
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    check_segment_batches,
-)
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    in_tf_graph,
-)
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import is_text
-from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
-    standardize_segments,
-)
+from keras_unilmv2.utils.checks import check_int
+from keras_unilmv2.utils.preprocessing import check_segment_batches
+from keras_unilmv2.utils.preprocessing import in_tf_graph
+from keras_unilmv2.utils.preprocessing import is_text
+from keras_unilmv2.utils.preprocessing import standardize_segments
 from keras_unilmv2.utils.preset_utils import PresetMixin
-
-try:
-    import tensorflow as tf
-
-    if not hasattr(tf, "executing_eagerly"):  # a half-uninstalled package
-        tf = None
-except ImportError:
-    tf = None
+from keras_unilmv2.utils.text import loaded_tf
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -38,22 +26,10 @@ def _initializer():
     return keras.initializers.RandomNormal(stddev=0.02)
 
 
-def _check_num_classes(num_classes):
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, numbers.Integral)
-        or num_classes < 1
-    ):
-        raise ValueError(
-            "`num_classes` must be an integer >= 1 (1 means regression). "
-            f"Received: num_classes={num_classes!r}"
-        )
-    return int(num_classes)
-
-
 def _is_array_like(value):
     if value is None or isinstance(value, (str, bytes, dict)):
         return False
+    tf = loaded_tf()
     if tf is not None and isinstance(value, tf.data.Dataset):
         return False
     return isinstance(value, (list, tuple, np.ndarray, numbers.Number)) or (
@@ -140,7 +116,9 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
         dropout=0.1,
         **kwargs,
     ):
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_int(
+            "num_classes", num_classes, 1, hint=" (1 means regression)"
+        )
         if (
             isinstance(dropout, bool)
             or not isinstance(dropout, numbers.Real)
@@ -229,6 +207,7 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
     def _check_labels_eager(self, y):
         if self.num_classes == 1 or not _is_array_like(y):
             return
+        tf = loaded_tf()
         if tf is not None and isinstance(y, tf.Tensor):
             y = y.numpy()
         if keras.ops.is_tensor(y):
@@ -258,6 +237,8 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
 
     def _check_labels_graph(self, y):
         """Checks labels inside `tf.data`; the pipeline fails on bad ones."""
+        import tensorflow as tf  # Only reached while tracing TensorFlow.
+
         if self.num_classes == 1 or not isinstance(y, tf.Tensor):
             return y
         if y.shape.rank is not None and y.shape.rank >= 2:

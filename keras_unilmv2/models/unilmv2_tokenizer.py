@@ -13,8 +13,6 @@ from keras_unilmv2.utils.text import assert_utf8_tf
 from keras_unilmv2.utils.text import map_strings
 from keras_unilmv2.utils.text import normalize_text
 from keras_unilmv2.utils.text import normalize_text_tf
-from keras_unilmv2.utils.text import tf
-from keras_unilmv2.utils.text import tf_text
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -240,12 +238,6 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
         self._check_vocabulary()
         special_tokens = self._special_tokens_for_splitting()
         if self._use_tf_workflow():
-            if tf is None or tf_text is None:
-                raise ImportError(
-                    "UniLMv2Tokenizer needs TensorFlow and tensorflow-text "
-                    "to run inside tf.data or a tf.function. Run `pip "
-                    "install tensorflow tensorflow-text`."
-                )
             inputs = self._normalize_tf(assert_utf8_tf(inputs), special_tokens)
         else:
             inputs = map_strings(
@@ -253,15 +245,6 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
                 lambda text: self._normalize_python(text, special_tokens),
             )
         return super().tokenize(inputs)
-
-    def detokenize(self, inputs):
-        if self._use_tf_workflow() and (tf is None or tf_text is None):
-            raise ImportError(
-                "UniLMv2Tokenizer needs TensorFlow and tensorflow-text to run "
-                "inside tf.data or a tf.function. Run `pip install "
-                "tensorflow tensorflow-text`."
-            )
-        return super().detokenize(inputs)
 
     def _normalize_python(self, text, special_tokens):
         lowercase, strip = self.do_lower_case, self.do_strip_accents
@@ -277,6 +260,10 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
         )
 
     def _normalize_tf(self, inputs, special_tokens):
+        # Runs only on the TensorFlow path, where TensorFlow is loaded.
+        import tensorflow as tf
+        import tensorflow_text as tf_text
+
         if isinstance(inputs, tf.RaggedTensor):
             return inputs.with_flat_values(
                 self._normalize_tf(inputs.flat_values, special_tokens)

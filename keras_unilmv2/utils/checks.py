@@ -1,4 +1,8 @@
-"""Argument checks shared by the preprocessors and `keras_unilmv2.masks`."""
+"""Argument checks shared across the package.
+
+Every check raises a `ValueError` naming the argument, the value received
+and what is expected, and returns the value in its canonical type.
+"""
 
 import numbers
 
@@ -20,6 +24,38 @@ def check_int(name, value, minimum, hint=""):
             f"Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_rate(name, value, low=0, high=1, open_low=False, open_high=False):
+    """Returns `value` as a float in the interval `[low, high]`, or raises.
+
+    `open_low` / `open_high` exclude the bound: `check_rate("mask_rate", x,
+    open_low=True)` accepts `(0, 1]`. The message writes the interval as
+    given, e.g. "`dropout` must be a number in [0, 1)".
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        ok = (value > low if open_low else value >= low) and (
+            value < high if open_high else value <= high
+        )
+    if not ok:
+        interval = ("(" if open_low else "[") + f"{low}, {high}"
+        interval += ")" if open_high else "]"
+        raise ValueError(
+            f"`{name}` must be a number in {interval}. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_choice(name, value, choices):
+    """Returns `value` if it is one of `choices`, or raises."""
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {list(choices)}. "
+            f"Received: {name}={value!r}"
+        )
+    return value
 
 
 def check_sampler(sampler, vocabulary_size=None):

@@ -4,23 +4,26 @@ The BERT / UniLM "basic tokenizer" cleaning, in Python and in TensorFlow,
 and a mapper over the strings of a nested eager input.
 """
 
+import sys
 import unicodedata
 
 import numpy as np
 
-# TensorFlow and tensorflow-text are optional: eager tokenization runs in
-# pure Python, only `tf.data` / `tf.function` tracing needs them.
-try:
-    import tensorflow as tf
+# TensorFlow is a dependency, but eager tokenization runs in pure Python and
+# `import keras_unilmv2` does not import TensorFlow (the tokenizer and mask
+# tests check this). The `*_tf` functions, which only run while TensorFlow
+# traces, import it themselves; `loaded_tf` tells the others whether a value
+# can be a TensorFlow tensor at all.
 
-    if not hasattr(tf, "executing_eagerly"):  # a half-uninstalled package
-        tf = None
-except ImportError:
-    tf = None
-try:
-    import tensorflow_text as tf_text
-except ImportError:
-    tf_text = None
+
+def loaded_tf():
+    """The `tensorflow` module if something imported it, else None.
+
+    A value cannot be a `tf.Tensor`, nor code be tracing a `tf.function`,
+    before `tensorflow` is imported.
+    """
+    return sys.modules.get("tensorflow")
+
 
 # Text cleaning of the original BERT / UniLM "basic tokenizer", which the
 # keras-hub pre-tokenizer does not do: NUL, U+FFFD and control or format
@@ -75,6 +78,9 @@ def normalize_text(text, lowercase, strip_accents):
 
 def normalize_text_tf(text, lowercase, strip_accents):
     """The same steps as `normalize_text` on a string tensor."""
+    import tensorflow as tf
+    import tensorflow_text as tf_text
+
     text = tf.strings.regex_replace(text, _RE2_DELETE_PATTERN, "")
     text = tf.strings.regex_replace(text, _RE2_SPACE_PATTERN, " ")
     if lowercase:
@@ -115,6 +121,8 @@ def assert_utf8_tf(inputs):
     `tf.errors.InvalidArgumentError` (message `UTF8_ERROR`) when a string
     is not valid UTF-8, the graph counterpart of `decode_utf8`.
     """
+    import tensorflow as tf
+
     if isinstance(inputs, tf.RaggedTensor):
         return inputs.with_flat_values(assert_utf8_tf(inputs.flat_values))
     inputs = tf.convert_to_tensor(inputs)
@@ -139,6 +147,7 @@ def map_strings(inputs, fn):
         return fn(decode_utf8(inputs))
     if isinstance(inputs, str):
         return fn(inputs)
+    tf = loaded_tf()
     if tf is not None and isinstance(inputs, tf.RaggedTensor):
         inputs = inputs.to_list()
     elif tf is not None and isinstance(inputs, tf.Tensor):

@@ -1,0 +1,64 @@
+"""Seeds for the random draws of the preprocessors (one derivation for all).
+
+A seeded preprocessor must give the same output for an example eagerly and
+inside `tf.data`, whatever batch the example is in. So every example draws
+from its own Philox streams, keyed by `(seed, fingerprint of its token ids)`
+and split into named streams with `stateless_fold_in`: the draws of one
+stream never depend on another stream, on the other examples of the batch,
+or on the order of calls. `seed=None` keys every example with fresh random
+bits instead (new noise on every call).
+
+TensorFlow is imported inside the functions: the preprocessors run on
+TensorFlow ops on every Keras backend, but `import keras_unilmv2` does not
+need TensorFlow (`tests/test_masks.py` checks this).
+"""
+
+from keras_unilmv2.utils.checks import check_int
+
+_INT64_MIN = -(2**63)
+
+
+def check_seed(seed):
+    """`None` or an integer that fits in int64, or a `ValueError`."""
+    if seed is None:
+        return None
+    seed = check_int("seed", seed, _INT64_MIN)
+    if seed >= 2**63:
+        raise ValueError(f"`seed` must fit in int64. Received: seed={seed}")
+    return seed
+
+
+def example_seeds(seed, token_ids, streams):
+    """One Philox seed per named stream for one example.
+
+    Args:
+        seed: an int (checked with `check_seed`) or `None`.
+        token_ids: a 1-D integer tensor, the example's (packed) token ids;
+            its fingerprint keys the example.
+        streams: a sequence of stream names.
+
+    Returns:
+        A dict `{name: int64 tensor [2]}`, seeds for
+        `tf.random.stateless_*(..., alg="philox")`.
+
+    Example:
+    ```python
+    def draw(ids):
+        seeds = example_seeds(7, ids, ("keep", "replace"))
+        return tf.random.stateless_uniform([8], seeds["keep"], alg="philox")
+
+    noise = tf.map_fn(draw, packed_ids, fn_output_signature=tf.float32)
+    ```
+    """
+    import tensorflow as tf
+
+    if seed is None:
+        base = tf.random.uniform([2], 0, 2**62, dtype=tf.int64)
+    else:
+        fingerprint = tf.fingerprint(token_ids[tf.newaxis])  # [1, 8] uint8
+        key = tf.bitcast(fingerprint, tf.int64)[0]
+        base = tf.stack([tf.constant(seed, tf.int64), key])
+    return {
+        name: tf.random.experimental.stateless_fold_in(base, i, alg="philox")
+        for i, name in enumerate(streams)
+    }
