@@ -387,7 +387,7 @@ class UniLMv2BlockwiseMaskGenerator(keras.layers.Layer):
         # span); a block of length l fits at p iff run[b, p] >= l.
         run = tf.cast(candidate, tf.int32)
         alive = candidate
-        for shift in range(1, self.max_span_length):
+        for shift in range(1, min(self.max_span_length, n)):
             ahead = tf.pad(candidate[:, shift:], [[0, 0], [0, shift]])
             alive = tf.logical_and(alive, ahead)
             run += tf.cast(alive, tf.int32)

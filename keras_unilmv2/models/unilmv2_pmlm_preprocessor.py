@@ -72,19 +72,17 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
 
     1. Tokenize (strings) and pack `[CLS] text [SEP]`, truncated and padded
        to `sequence_length` (N).
-    2. Blockwise masking (paper Algorithm 1): repeat, with probability
-       `span_probability` draw a span length uniformly from
+    2. Blockwise masking (paper Algorithm 1) with
+       `keras_unilmv2.layers.UniLMv2BlockwiseMaskGenerator`: repeat, with
+       probability `span_probability` draw a span length uniformly from
        `[min_span_length, max_span_length]`, else length 1, and place the
        block at a start drawn uniformly among the starts where it covers
        only unmasked, real, non-special tokens; until at least
        `ceil(mask_rate * n)` tokens are masked (n = maskable tokens of the
        text). A rejected proposal keeps its length and redraws only its
        start, so the accepted lengths follow the stated distribution
-       exactly (redrawing the length as well would under-represent spans,
-       which collide more often). If no free run of the drawn length is
-       left, or it would exceed `max_predictions`, the block is shortened to
-       the longest length that fits. Each step masks at least one token, so
-       the loop runs at most `max_predictions` times.
+       exactly. Blocks that do not fit (no free run of the drawn length, or
+       beyond `max_predictions`) are shortened to the longest that fits.
     3. A uniformly random permutation of the blocks is the factorization
        order.
     4. Layout (length `L = N + 2 * max_predictions`, fixed so that batches
@@ -107,7 +105,10 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
     the same way every epoch (static masking). For different masks per
     epoch either use `seed=None` (fresh randomness on every call, not
     reproducible) or map each epoch with a preprocessor built with another
-    seed. All random draws use the Philox algorithm on the CPU.
+    seed. All random draws use the Philox algorithm on the CPU. Inside
+    `tf.data` the sampling loop runs XLA-compiled (one compilation per batch
+    shape, seconds, then several times faster); eager calls run it without
+    compiling; both give identical results.
 
     The preprocessor always runs TensorFlow ops (also on the JAX and PyTorch
     backends); eager calls return backend tensors.
