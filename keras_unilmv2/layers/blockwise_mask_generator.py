@@ -108,6 +108,32 @@ def _select(allowed, choice, chunk=32):
     return index * chunk + inside
 
 
+class CompiledInGraphs:
+    """Runs a TF function XLA-compiled when traced into a graph.
+
+    Traced into a graph (`tf.data`, `tf.function`), `fn` runs as one XLA
+    program per input shape: loops then run compiled instead of op by op,
+    and the compilation (seconds) is paid once per pipeline. Called eagerly,
+    it runs as a plain `tf.function`, which needs no compilation. `fn` must
+    give identical results both ways (integer logic, random bits drawn as
+    integers).
+    """
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._graph_fn = None
+        self._xla_fn = None
+
+    def __call__(self, *args):
+        if tf.executing_eagerly():
+            if self._graph_fn is None:
+                self._graph_fn = tf.function(self._fn, reduce_retracing=True)
+            return self._graph_fn(*args)
+        if self._xla_fn is None:
+            self._xla_fn = tf.function(self._fn, jit_compile=True)
+        return self._xla_fn(*args)
+
+
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
 class UniLMv2BlockwiseMaskGenerator(keras.layers.Layer):
     """Blockwise masking of UniLMv2 PMLM pre-training (paper Algorithm 1).
@@ -254,8 +280,7 @@ class UniLMv2BlockwiseMaskGenerator(keras.layers.Layer):
             )
         self.vocabulary_size = vocabulary_size
         self.seed = check_seed(seed)
-        self._graph_fn = None
-        self._xla_fn = None
+        self._generate_fn = CompiledInGraphs(self._generate)
         self.built = True
 
     # -- Randomness -----------------------------------------------------------
@@ -523,26 +548,9 @@ class UniLMv2BlockwiseMaskGenerator(keras.layers.Layer):
         return token_ids, batched
 
     def _generate_tf(self, token_ids):
-        """The masks of TF ids `[B, N]` as TF tensors.
-
-        Traced into a graph (`tf.data`, `tf.function`), the sampling is one
-        XLA program per input shape: its loop then runs compiled instead of
-        op by op (several times faster), and the compilation (seconds) is
-        paid once per pipeline. Called eagerly, it runs as a plain
-        TensorFlow graph, which needs no compilation. Both give identical
-        results.
-        """
-        if tf.executing_eagerly():
-            if self._graph_fn is None:
-                self._graph_fn = tf.function(
-                    self._generate, reduce_retracing=True
-                )
-            fn = self._graph_fn
-        else:
-            if self._xla_fn is None:
-                self._xla_fn = tf.function(self._generate, jit_compile=True)
-            fn = self._xla_fn
-        return fn(token_ids, self._base_seeds(token_ids))
+        """The masks of TF ids `[B, N]` as TF tensors (XLA-compiled when
+        traced into a graph, see `CompiledInGraphs`)."""
+        return self._generate_fn(token_ids, self._base_seeds(token_ids))
 
     def call(self, token_ids):
         _require_tf(type(self).__name__)

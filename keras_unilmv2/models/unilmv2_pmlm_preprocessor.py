@@ -7,6 +7,7 @@ import numpy as np
 from keras_hub.models import Preprocessor
 
 from keras_unilmv2 import masks
+from keras_unilmv2.layers.blockwise_mask_generator import CompiledInGraphs
 from keras_unilmv2.layers.blockwise_mask_generator import (
     UniLMv2BlockwiseMaskGenerator,
 )
@@ -373,7 +374,7 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
                 tf.TensorSpec([None], tf.int32),
             ],
         )
-        self._layout_fn = tf.function(self._layout, reduce_retracing=True)
+        self._mask_and_layout_fn = CompiledInGraphs(self._mask_and_layout)
         self._process_key = self._settings()
 
     # -- Input handling -------------------------------------------------------
@@ -470,8 +471,9 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
             tf.where(tf.equal(index, lengths + 1), self._sep_id, shifted),
         )
 
-    def _layout(self, num_real, generated):
-        """The PMLM example of every row from the generator's masks."""
+    def _mask_and_layout(self, packed, num_real, seeds):
+        """Masks (`UniLMv2BlockwiseMaskGenerator`) and lays out a batch."""
+        generated = self._mask_generator._generate(packed, seeds)
         positions = tf.range(self.sequence_length)[tf.newaxis, :]
         real = positions < num_real[:, tf.newaxis]
         layout = masks.pmlm_layout(
@@ -498,14 +500,16 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
         }
 
     def _process_batch(self, text_ids, text_lengths):
-        """Pack, mask (`UniLMv2BlockwiseMaskGenerator`) and lay out a batch.
+        """Pack, mask and lay out a batch.
 
         Every step works on the whole batch at once (`[B, ...]` tensors);
         the generator draws each example's randomness from its own stream.
+        Masking and layout are one XLA program inside `tf.data`
+        (`CompiledInGraphs`).
         """
         packed = self._pack_fn(text_ids, text_lengths)
-        generated = self._mask_generator._generate_tf(packed)
-        return self._layout_fn(text_lengths + 2, generated)
+        seeds = self._mask_generator._base_seeds(packed)
+        return self._mask_and_layout_fn(packed, text_lengths + 2, seeds)
 
     # -- Layer API ------------------------------------------------------------
 
