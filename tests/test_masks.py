@@ -1,4 +1,4 @@
-"""Tests of the attention-mask, position-id and segment-id rules (masks.py).
+"""Tests of the attention-mask, position-id and segment-id rules (masks/).
 
 Every rule is checked with TensorFlow ops (`ops="tf"`, what preprocessors use
 inside tf.data) and with `keras.ops` (`ops="keras"`, the current backend).
@@ -89,13 +89,20 @@ def test_seq2seq_rule_functions_match_reference_per_example(
     for b in range(3):
         n_s = int(seq2seq_data["case1_clean/num_source_tokens"][b])
         n_t = int(seq2seq_data["case1_clean/num_target_tokens"][b])
-        positions = masks.seq2seq_position_ids(n_s, n_t, 16, 10, ops=ops)
-        mask = masks.seq2seq_attention_mask(n_s, n_t, 16, 10, ops=ops)
-        np.testing.assert_array_equal(
-            np_(positions), seq2seq_data["case1_clean/position_ids"][b]
+        out = masks.seq2seq_inputs(
+            seq2seq_data["case1_clean/source_ids"][b],
+            seq2seq_data["case1_clean/target_ids"][b],
+            seq2seq_data["case1_clean/pseudo_ids"][b],
+            n_s,
+            n_t,
+            ops=ops,
         )
         np.testing.assert_array_equal(
-            np_(mask).astype("int32"),
+            np_(out["position_ids"]),
+            seq2seq_data["case1_clean/position_ids"][b],
+        )
+        np.testing.assert_array_equal(
+            np_(out["attention_mask"]).astype("int32"),
             seq2seq_data["case1_clean/attention_mask"][b],
         )
 
@@ -139,22 +146,36 @@ def test_seq2seq_worked_example_of_the_spec(ops):
 
 @pytest.mark.parametrize("ops", OPS)
 def test_seq2seq_token_type_ids_other_ids(ops):
-    out = masks.seq2seq_token_type_ids(
-        2, 3, source_type_id=4, target_type_id=5, ops=ops
+    out = masks.seq2seq_inputs(
+        [101, 102], [7, 0, 0], [103, 0, 0], 2, 1,
+        source_type_id=4, target_type_id=5, ops=ops,
     )
-    np.testing.assert_array_equal(np_(out), [4, 4, 5, 5, 5, 5, 5, 5])
+    # Every slot of a block, padding included, gets the block's id.
+    np.testing.assert_array_equal(
+        np_(out["segment_ids"]), [4, 4, 5, 5, 5, 5, 5, 5]
+    )
 
 
 @pytest.mark.parametrize("ops", OPS)
 def test_seq2seq_scalar_and_batched_lengths_broadcast(ops):
     # A scalar source length with a batch of target lengths.
-    positions = masks.seq2seq_position_ids(2, [1, 2], 3, 2, ops=ops)
+    out = masks.seq2seq_inputs(
+        [[101, 102, 0], [101, 102, 0]],
+        [[102, 0], [7, 102]],
+        [[103, 0], [103, 103]],
+        2,
+        [1, 2],
+        ops=ops,
+    )
     np.testing.assert_array_equal(
-        np_(positions),
+        np_(out["position_ids"]),
         [[0, 1, 0, 2, 0, 2, 0], [0, 1, 0, 2, 3, 2, 3]],
     )
-    mask = masks.seq2seq_attention_mask(2, [1, 2], 3, 2, ops=ops)
-    assert tuple(mask.shape) == (2, 7, 7)
+    np.testing.assert_array_equal(
+        np_(out["padding_mask"]),
+        [[1, 1, 0, 1, 0, 1, 0], [1, 1, 0, 1, 1, 1, 1]],
+    )
+    assert tuple(out["attention_mask"].shape) == (2, 7, 7)
 
 
 # -- s2s-ft decoding layout ----------------------------------------------------
@@ -189,7 +210,7 @@ def test_keras_ops_variant_inside_a_compiled_function():
             masks.seq2seq_decoding_attention_mask(
                 num_source, 4, 3, ops="keras"
             ),
-            masks.seq2seq_position_ids(num_source, 2, 4, 3, ops="keras"),
+            masks.seq2seq_decoding_position_ids(num_source, 4, 3, ops="keras"),
         )
 
     backend = keras.backend.backend()
@@ -212,7 +233,8 @@ def test_keras_ops_variant_inside_a_compiled_function():
         np_(masks.seq2seq_decoding_attention_mask(num_source, 4, 3)),
     )
     np.testing.assert_array_equal(
-        np_(positions), np_(masks.seq2seq_position_ids(num_source, 2, 4, 3))
+        np_(positions),
+        np_(masks.seq2seq_decoding_position_ids(num_source, 4, 3)),
     )
     assert np_(mask).shape == (3, 7, 7)
 
@@ -236,15 +258,40 @@ def w_rule_by_loops(weights, valid):
 
 
 @pytest.mark.parametrize("ops", OPS)
-def test_pseudo_mask_rule_against_loops(ops):
+def test_training_mask_is_the_pseudo_mask_rule(ops):
+    """`seq2seq_inputs`' mask is the w rule with w = 0 on the source, the
+    position p on target slots and -p on pseudo slots (0 on padding)."""
     rng = np.random.default_rng(0)
-    weights = rng.integers(-6, 7, size=(4, 12))
-    valid = rng.random((4, 12)) < 0.7
-    out = np_(masks.pseudo_mask_attention_mask(weights, valid, ops=ops))
-    for b in range(4):
-        np.testing.assert_array_equal(
-            out[b], w_rule_by_loops(weights[b], valid[b])
-        )
+    s, t, batch = 6, 5, 8
+    n_s = rng.integers(1, s + 1, size=batch)
+    n_t = rng.integers(1, t + 1, size=batch)
+    ids = rng.integers(5, 50, size=(batch, s + 2 * t))
+    out = masks.seq2seq_inputs(
+        ids[:, :s], ids[:, s : s + t], ids[:, s + t :], n_s, n_t, ops=ops
+    )
+    mask = np_(out["attention_mask"])
+    for b in range(batch):
+        target = np.where(np.arange(t) < n_t[b], n_s[b] + np.arange(t), 0)
+        weights = np.concatenate([np.zeros(s, int), target, -target])
+        real_target = np.arange(t) < n_t[b]
+        valid = np.concatenate([np.arange(s) < n_s[b], real_target, real_target])
+        np.testing.assert_array_equal(mask[b], w_rule_by_loops(weights, valid))
+        # A mixed-sign check of the rule itself: pseudo rows see themselves.
+        pseudo = s + t + np.nonzero(real_target)[0]
+        assert mask[b][pseudo, pseudo].all()
+
+
+@pytest.mark.parametrize("ops", OPS)
+def test_decoding_mask_is_the_pseudo_mask_rule(ops):
+    """The decoding mask is the w rule with w = 0 on the source and t + 1
+    on target slot t, every target slot valid."""
+    s, t = 5, 4
+    n_s = np.array([1, 3, 5], "int32")
+    mask = np_(masks.seq2seq_decoding_attention_mask(n_s, s, t, ops=ops))
+    for b, n in enumerate(n_s):
+        weights = np.concatenate([np.zeros(s, int), np.arange(1, t + 1)])
+        valid = np.concatenate([np.arange(s) < n, np.ones(t, bool)])
+        np.testing.assert_array_equal(mask[b], w_rule_by_loops(weights, valid))
 
 
 # -- PMLM layout and mask ------------------------------------------------------
@@ -507,11 +554,11 @@ def test_pmlm_backbone_inputs_bad_arguments():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="ops"):
-        masks.seq2seq_position_ids(2, 2, 3, 3, ops="numpy")
+        masks.seq2seq_decoding_position_ids(2, 3, 3, ops="numpy")
     with pytest.raises(ValueError, match="source_length"):
-        masks.seq2seq_position_ids(2, 2, -1, 3)
+        masks.seq2seq_decoding_position_ids(2, -1, 3)
     with pytest.raises(ValueError, match="target_length"):
-        masks.seq2seq_attention_mask(2, 2, 3, 2.5)
+        masks.seq2seq_decoding_attention_mask(2, 3, 2.5)
     with pytest.raises(ValueError, match="pseudo_ids"):
         masks.seq2seq_inputs([1, 2], [3, 4], [5], 2, 2)
     with pytest.raises(ValueError, match="masked_steps"):
@@ -529,10 +576,10 @@ def test_import_and_keras_ops_without_tensorflow():
         "from keras_unilmv2 import masks\n"
         "from keras_unilmv2.models import unilmv2_pmlm_preprocessor\n"
         "import numpy as np\n"
-        "m = masks.seq2seq_attention_mask(3, 2, 4, 3, ops='keras')\n"
-        "assert np.asarray(m).shape == (10, 10)\n"
+        "m = masks.seq2seq_decoding_attention_mask(3, 4, 3, ops='keras')\n"
+        "assert np.asarray(m).shape == (7, 7)\n"
         "try:\n"
-        "    masks.seq2seq_attention_mask(3, 2, 4, 3)\n"
+        "    masks.seq2seq_decoding_attention_mask(3, 4, 3)\n"
         "except ImportError as e:\n"
         "    assert \"ops='keras'\" in str(e)\n"
         "else:\n"

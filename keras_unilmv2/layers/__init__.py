@@ -1,5 +1,8 @@
 """Layers of the UniLMv2 model family."""
 
+from keras_unilmv2.layers.blockwise_mask_generator import (
+    UniLMv2BlockwiseMaskGenerator,
+)
 from keras_unilmv2.layers.relative_position_bias import (
     UniLMv2RelativePositionBias,
 )

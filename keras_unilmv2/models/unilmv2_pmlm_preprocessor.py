@@ -1,13 +1,21 @@
 """Preprocessing for UniLMv2 PMLM (pseudo-masked LM) pre-training."""
 
 import math
-import numbers
 
 import keras
 import numpy as np
 from keras_hub.models import Preprocessor
 
 from keras_unilmv2 import masks
+from keras_unilmv2.layers.blockwise_mask_generator import CompiledInGraphs
+from keras_unilmv2.layers.blockwise_mask_generator import (
+    UniLMv2BlockwiseMaskGenerator,
+)
+from keras_unilmv2.layers.blockwise_mask_generator import check_rate
+from keras_unilmv2.layers.blockwise_mask_generator import (
+    check_replacement_rates,
+)
+from keras_unilmv2.layers.blockwise_mask_generator import check_seed
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
 from keras_unilmv2.utils.checks import check_int
@@ -29,10 +37,6 @@ _REQUIRED_TOKEN_IDS = (
     "pad_token_id",
     "mask_token_id",
 )
-# Streams of the per-example random generator (see `_example_seeds`).
-_STREAMS = ("is_span", "span_length", "start", "order", "replace", "random")
-
-
 def _require_tf():
     if tf is None:
         raise ImportError(
@@ -41,22 +45,6 @@ def _require_tf():
             "`pip install tensorflow tensorflow-text`."
         )
     return tf
-
-
-def _check_rate(name, value, low, high, open_low=False, open_high=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        ok = (value > low if open_low else value >= low) and (
-            value < high if open_high else value <= high
-        )
-    if not ok:
-        interval = ("(" if open_low else "[") + f"{low}, {high}"
-        interval += ")" if open_high else "]"
-        raise ValueError(
-            f"`{name}` must be a number in {interval}. "
-            f"Received: {name}={value!r}"
-        )
-    return float(value)
 
 
 def default_max_predictions(sequence_length, mask_rate, max_span_length):
@@ -85,19 +73,17 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
 
     1. Tokenize (strings) and pack `[CLS] text [SEP]`, truncated and padded
        to `sequence_length` (N).
-    2. Blockwise masking (paper Algorithm 1): repeat, with probability
-       `span_probability` draw a span length uniformly from
+    2. Blockwise masking (paper Algorithm 1) with
+       `keras_unilmv2.layers.UniLMv2BlockwiseMaskGenerator`: repeat, with
+       probability `span_probability` draw a span length uniformly from
        `[min_span_length, max_span_length]`, else length 1, and place the
        block at a start drawn uniformly among the starts where it covers
        only unmasked, real, non-special tokens; until at least
        `ceil(mask_rate * n)` tokens are masked (n = maskable tokens of the
        text). A rejected proposal keeps its length and redraws only its
        start, so the accepted lengths follow the stated distribution
-       exactly (redrawing the length as well would under-represent spans,
-       which collide more often). If no free run of the drawn length is
-       left, or it would exceed `max_predictions`, the block is shortened to
-       the longest length that fits. Each step masks at least one token, so
-       the loop runs at most `max_predictions` times.
+       exactly. Blocks that do not fit (no free run of the drawn length, or
+       beyond `max_predictions`) are shortened to the longest that fits.
     3. A uniformly random permutation of the blocks is the factorization
        order.
     4. Layout (length `L = N + 2 * max_predictions`, fixed so that batches
@@ -120,7 +106,10 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
     the same way every epoch (static masking). For different masks per
     epoch either use `seed=None` (fresh randomness on every call, not
     reproducible) or map each epoch with a preprocessor built with another
-    seed. All random draws use the Philox algorithm on the CPU.
+    seed. All random draws use the Philox algorithm on the CPU. Inside
+    `tf.data` the sampling loop runs XLA-compiled (one compilation per batch
+    shape, seconds, then several times faster); eager calls run it without
+    compiling; both give identical results.
 
     The preprocessor always runs TensorFlow ops (also on the JAX and PyTorch
     backends); eager calls return backend tensors.
@@ -237,14 +226,14 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self._process_fn = None
+        self._pack_fn = None
         self._process_key = None
         self.tokenizer = tokenizer
         self.sequence_length = sequence_length
-        self.mask_rate = _check_rate(
+        self.mask_rate = check_rate(
             "mask_rate", mask_rate, 0, 1, open_low=True, open_high=True
         )
-        self.span_probability = _check_rate(
+        self.span_probability = check_rate(
             "span_probability", span_probability, 0, 1
         )
         self.min_span_length = check_int("min_span_length", min_span_length, 1)
@@ -267,7 +256,7 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
                 f"Received: pseudo_token={pseudo_token!r}"
             )
         self.pseudo_token = pseudo_token
-        self.mask_token_replacement_rates = self._check_replacement_rates(
+        self.mask_token_replacement_rates = check_replacement_rates(
             mask_token_replacement_rates
         )
         if not isinstance(drop_last_step_originals, bool):
@@ -276,33 +265,7 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
                 f"drop_last_step_originals={drop_last_step_originals!r}"
             )
         self.drop_last_step_originals = drop_last_step_originals
-        if seed is not None:
-            seed = check_int("seed", seed, -(2**63))
-            if seed >= 2**63:
-                raise ValueError(
-                    f"`seed` must fit in int64. Received: seed={seed}"
-                )
-        self.seed = seed
-
-    @staticmethod
-    def _check_replacement_rates(rates):
-        if rates is None:
-            return None
-        message = (
-            "`mask_token_replacement_rates` must be None or three "
-            "non-negative numbers (mask, random, keep) summing to 1. "
-            f"Received: mask_token_replacement_rates={rates!r}"
-        )
-        if not isinstance(rates, (list, tuple)) or len(rates) != 3:
-            raise ValueError(message)
-        if not all(
-            isinstance(r, numbers.Real) and not isinstance(r, bool) and r >= 0
-            for r in rates
-        ):
-            raise ValueError(message)
-        if abs(sum(rates) - 1.0) > 1e-6:
-            raise ValueError(message)
-        return tuple(float(r) for r in rates)
+        self.seed = check_seed(seed)
 
     @property
     def sequence_length(self):
@@ -347,12 +310,12 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
         )
 
     def _setup(self):
-        """Read the token ids from the tokenizer and trace the TF function.
+        """Read the token ids from the tokenizer and make the TF functions.
 
         Runs on the first call (once the tokenizer's vocabulary is set), and
         again if a setting was changed since.
         """
-        if self._process_fn is not None and self._process_key == (
+        if self._pack_fn is not None and self._process_key == (
             self._settings()
         ):
             return
@@ -388,14 +351,30 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
         special.add(self._pseudo_id)
         self._special_ids = tuple(sorted(special))
         self._vocabulary_size = int(tokenizer.vocabulary_size())
+        # Not a tracked sublayer: it is rebuilt from the settings whenever
+        # they change, also after the preprocessor is built.
+        self.__dict__["_mask_generator"] = UniLMv2BlockwiseMaskGenerator(
+            mask_rate=self.mask_rate,
+            max_predictions=self.max_predictions,
+            mask_token_id=self._mask_id,
+            unselectable_token_ids=list(self._special_ids),
+            span_probability=self.span_probability,
+            min_span_length=self.min_span_length,
+            max_span_length=self.max_span_length,
+            mask_token_replacement_rates=self.mask_token_replacement_rates,
+            vocabulary_size=self._vocabulary_size,
+            seed=self.seed,
+            dtype="int32",
+        )
         text_length = self.sequence_length - 2
-        self._process_fn = tf.function(
-            self._process_batch,
+        self._pack_fn = tf.function(
+            self._pack,
             input_signature=[
                 tf.TensorSpec([None, text_length], tf.int32),
                 tf.TensorSpec([None], tf.int32),
             ],
         )
+        self._mask_and_layout_fn = CompiledInGraphs(self._mask_and_layout)
         self._process_key = self._settings()
 
     # -- Input handling -------------------------------------------------------
@@ -472,13 +451,8 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
 
     # -- The TensorFlow computation ------------------------------------------
 
-    def _process_batch(self, text_ids, text_lengths):
-        """Pack `[CLS] text [SEP]` and build the PMLM example of each row.
-
-        Every step works on the whole batch at once (`[B, ...]` tensors);
-        only the per-example random draws run per row (`_example_draws`),
-        so that each example keeps its own random stream.
-        """
+    def _pack(self, text_ids, text_lengths):
+        """`[CLS] text [SEP]` then padding, `[B, N]`, from `[B, N - 2]` ids."""
         n = self.sequence_length
         batch_size = tf.shape(text_ids)[0]
         shifted = tf.concat(
@@ -491,243 +465,23 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
         )
         index = tf.range(n)[tf.newaxis, :]
         lengths = text_lengths[:, tf.newaxis]
-        packed = tf.where(
+        return tf.where(
             tf.equal(index, 0),
             self._cls_id,
             tf.where(tf.equal(index, lengths + 1), self._sep_id, shifted),
         )
-        return self._process_packed(packed, text_lengths + 2)
 
-    def _example_seeds(self, token_ids):
-        """One Philox seed per random stream, keyed by (seed, the ids)."""
-        if self.seed is None:
-            base = tf.random.uniform([2], 0, 2**62, dtype=tf.int64)
-        else:
-            fingerprint = tf.fingerprint(token_ids[tf.newaxis])  # [1, 8]
-            key = tf.bitcast(fingerprint, tf.int64)[0]
-            base = tf.stack([tf.constant(self.seed, tf.int64), key])
-        return {
-            name: tf.random.experimental.stateless_fold_in(
-                base, i, alg="philox"
-            )
-            for i, name in enumerate(_STREAMS)
-        }
-
-    def _example_draws(self, packed):
-        """Every random number of every example, `[B, ...]` per stream.
-
-        Drawn row by row from the example's own streams
-        (`_example_seeds`), so an example's draws do not depend on the
-        batch it is in.
-        """
-        n, k = self.sequence_length, self.max_predictions
-        replace = self.mask_token_replacement_rates is not None
-
-        def draw(token_ids):
-            seeds = self._example_seeds(token_ids)
-            out = {
-                "is_span": tf.random.stateless_uniform(
-                    [k], seeds["is_span"], alg="philox"
-                )
-                < self.span_probability,
-                "span_length": tf.random.stateless_uniform(
-                    [k],
-                    seeds["span_length"],
-                    minval=self.min_span_length,
-                    maxval=self.max_span_length + 1,
-                    dtype=tf.int32,
-                    alg="philox",
-                ),
-                "start": tf.random.stateless_uniform(
-                    [k], seeds["start"], minval=None, maxval=None,
-                    dtype=tf.int64, alg="philox",
-                ),
-                "order": tf.random.stateless_uniform(
-                    [k], seeds["order"], alg="philox"
-                ),
-            }
-            if replace:
-                out["replace"] = tf.random.stateless_uniform(
-                    [n], seeds["replace"], alg="philox"
-                )
-                out["random"] = tf.random.stateless_uniform(
-                    [n],
-                    seeds["random"],
-                    minval=0,
-                    maxval=self._vocabulary_size,
-                    dtype=tf.int32,
-                    alg="philox",
-                )
-            return out
-
-        spec = {
-            "is_span": tf.TensorSpec([k], tf.bool),
-            "span_length": tf.TensorSpec([k], tf.int32),
-            "start": tf.TensorSpec([k], tf.int64),
-            "order": tf.TensorSpec([k], tf.float32),
-        }
-        if replace:
-            spec["replace"] = tf.TensorSpec([n], tf.float32)
-            spec["random"] = tf.TensorSpec([n], tf.int32)
-        return tf.map_fn(
-            draw, packed, fn_output_signature=spec, parallel_iterations=16
-        )
-
-    def _sample_blocks(self, candidate, target, draws):
-        """Blockwise masking: the block id (1-based) of every position.
-
-        Vectorized over the batch: each loop iteration places one block in
-        every example that still needs one (an example stops once it has
-        `target` masked tokens or no free token is left).
-
-        Returns the number of blocks `[B]`, the number of masked tokens
-        `[B]` and `block_of` (int32 `[B, N]`, 0 = not masked).
-        """
-        n, k = self.sequence_length, self.max_predictions
-        batch_size = tf.shape(candidate)[0]
-        longest = self.max_span_length
-        positions = tf.range(n)[tf.newaxis, :]
-        drawn = tf.where(draws["is_span"], draws["span_length"], 1)  # [B, K]
-        start_draws = draws["start"]  # [B, K]
-
-        def going(count, free):
-            """Examples that still place a block: short of the target and
-            with a free token left."""
-            return tf.logical_and(count < target, tf.reduce_any(free, axis=1))
-
-        def cond(num_blocks, count, free, block_of, active):
-            return tf.reduce_any(active)
-
-        def body(num_blocks, count, free, block_of, active):
-            # run[b, p]: free slots in a row from p (capped at the longest
-            # span); a block of length l fits at p iff run[b, p] >= l.
-            run = tf.cast(free, tf.int32)
-            alive = free
-            for shift in range(1, longest):
-                ahead = tf.pad(free[:, shift:], [[0, 0], [0, shift]])
-                alive = tf.logical_and(alive, ahead)
-                run += tf.cast(alive, tf.int32)
-            block = tf.minimum(num_blocks, k - 1)
-            wanted = tf.minimum(
-                tf.gather(drawn, block, batch_dims=1), k - count
-            )
-            # The drawn length, shortened to the longest free run if needed.
-            block_length = tf.minimum(tf.reduce_max(run, axis=1), wanted)
-            block_length = tf.where(active, block_length, 0)
-            starts = tf.logical_and(
-                run >= block_length[:, tf.newaxis],
-                (block_length > 0)[:, tf.newaxis],
-            )  # [B, N]
-            num_starts = tf.reduce_sum(tf.cast(starts, tf.int64), axis=1)
-            choice = tf.math.floormod(
-                tf.gather(start_draws, block, batch_dims=1),
-                tf.maximum(num_starts, 1),
-            )
-            rank = tf.cumsum(tf.cast(starts, tf.int64), axis=1) - 1
-            start = tf.argmax(
-                tf.cast(
-                    tf.logical_and(starts, rank == choice[:, tf.newaxis]),
-                    tf.int32,
-                ),
-                axis=1,
-                output_type=tf.int32,
-            )
-            in_block = tf.logical_and(
-                positions >= start[:, tf.newaxis],
-                positions < (start + block_length)[:, tf.newaxis],
-            )
-            block_of = tf.where(
-                in_block, (num_blocks + 1)[:, tf.newaxis], block_of
-            )
-            free = tf.logical_and(free, tf.logical_not(in_block))
-            num_blocks = num_blocks + tf.cast(active, tf.int32)
-            count = count + block_length
-            return num_blocks, count, free, block_of, going(count, free)
-
-        zeros = tf.zeros([batch_size], tf.int32)
-        num_blocks, count, _, block_of, _ = tf.while_loop(
-            cond,
-            body,
-            (
-                zeros,
-                zeros,
-                candidate,
-                tf.zeros([batch_size, n], tf.int32),
-                going(zeros, candidate),
-            ),
-            maximum_iterations=k,
-        )
-        return num_blocks, count, block_of
-
-    def _process_packed(self, token_ids, num_real):
-        """The PMLM examples of packed ids `[B, N]` with real lengths `[B]`."""
-        n, k = self.sequence_length, self.max_predictions
-        positions = tf.range(n)[tf.newaxis, :]
+    def _mask_and_layout(self, packed, num_real, seeds):
+        """Masks (`UniLMv2BlockwiseMaskGenerator`) and lays out a batch."""
+        generated = self._mask_generator._generate(packed, seeds)
+        positions = tf.range(self.sequence_length)[tf.newaxis, :]
         real = positions < num_real[:, tf.newaxis]
-        special = tf.reduce_any(
-            tf.equal(
-                token_ids[:, :, tf.newaxis],
-                tf.constant(self._special_ids, tf.int32),
-            ),
-            axis=2,
-        )
-        candidate = tf.logical_and(real, tf.logical_not(special))
-        num_candidates = tf.reduce_sum(tf.cast(candidate, tf.float64), axis=1)
-        target = tf.cast(
-            tf.math.ceil(num_candidates * self.mask_rate - 1e-9), tf.int32
-        )
-        target = tf.minimum(target, k)
-        draws = self._example_draws(token_ids)
-        num_blocks, count, block_of = self._sample_blocks(
-            candidate, target, draws
-        )
-        masked = block_of > 0
-
-        # Factorization order: a uniform permutation of the blocks.
-        slots = tf.range(k)[tf.newaxis, :]
-        keys = tf.where(slots < num_blocks[:, tf.newaxis], draws["order"], 2.0)
-        order = tf.argsort(keys, axis=1, stable=True)
-        # The inverse permutation: the step (1-based) of every block.
-        step_of_block = tf.argsort(order, axis=1, stable=True) + 1
-        step_of_position = tf.where(
-            masked,
-            tf.gather(step_of_block, tf.maximum(block_of - 1, 0), batch_dims=1),
-            0,
-        )
-        # Masked positions sorted by (step, position); the rest after them.
-        sort_key = tf.where(
-            masked, step_of_position * n + positions, (k + 1) * n + positions
-        )
-        listed = tf.argsort(sort_key, axis=1, stable=True)[:, :k]
-        valid = slots < count[:, tf.newaxis]
-        masked_positions = tf.where(valid, listed, 0)
-        masked_steps = tf.where(
-            valid, tf.gather(step_of_position, listed, batch_dims=1), 0
-        )
-        masked_ids = tf.where(
-            valid, tf.gather(token_ids, listed, batch_dims=1), 0
-        )
-
-        # The corrupted context.
-        corrupted = tf.where(masked, self._mask_id, token_ids)
-        if self.mask_token_replacement_rates is not None:
-            mask_rate, random_rate, _ = self.mask_token_replacement_rates
-            u = draws["replace"]
-            corrupted = tf.where(
-                u < mask_rate,
-                corrupted,
-                tf.where(
-                    u < mask_rate + random_rate, draws["random"], token_ids
-                ),
-            )
-            corrupted = tf.where(masked, corrupted, token_ids)
-
         layout = masks.pmlm_layout(
-            corrupted,
+            generated["token_ids"],
             real,
-            masked_positions,
-            masked_steps,
-            masked_ids,
+            generated["mask_positions"],
+            generated["mask_steps"],
+            generated["mask_ids"],
             pseudo_token_id=self._pseudo_id,
             pad_token_id=self._pad_id,
             drop_last_step_originals=self.drop_last_step_originals,
@@ -739,11 +493,23 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
             "position_ids": layout["position_ids"],
             "slot_kind": layout["slot_kind"],
             "slot_step": layout["slot_step"],
-            "mask_positions": masked_positions,
+            "mask_positions": generated["mask_positions"],
             "pseudo_positions": layout["pseudo_positions"],
-            "labels": masked_ids,
-            "weights": tf.cast(valid, tf.float32),
+            "labels": generated["mask_ids"],
+            "weights": generated["mask_weights"],
         }
+
+    def _process_batch(self, text_ids, text_lengths):
+        """Pack, mask and lay out a batch.
+
+        Every step works on the whole batch at once (`[B, ...]` tensors);
+        the generator draws each example's randomness from its own stream.
+        Masking and layout are one XLA program inside `tf.data`
+        (`CompiledInGraphs`).
+        """
+        packed = self._pack_fn(text_ids, text_lengths)
+        seeds = self._mask_generator._base_seeds(packed)
+        return self._mask_and_layout_fn(packed, text_lengths + 2, seeds)
 
     # -- Layer API ------------------------------------------------------------
 
@@ -766,7 +532,7 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
             text_ids = ids.to_tensor(
                 default_value=self._pad_id, shape=[None, text_length]
             )
-            out = self._process_fn(text_ids, text_lengths)
+            out = self._process_batch(text_ids, text_lengths)
             if not batched:
                 out = {key: value[0] for key, value in out.items()}
         if tf.executing_eagerly():

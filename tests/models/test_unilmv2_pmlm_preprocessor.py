@@ -522,6 +522,18 @@ def test_spans_are_shortened_to_fit(tokenizer):
     ) == [[1, 2]]
 
 
+def test_sequence_shorter_than_the_longest_span(tokenizer):
+    # N = 4 < max_span_length = 6 (this used to fail inside the sampler).
+    preprocessor = UniLMv2PMLMPreprocessor(
+        tokenizer, sequence_length=4, span_probability=1.0, seed=0
+    )
+    x, y, sample_weight = to_np(preprocessor("he ran"))
+    count = int(sample_weight["ae"].sum())
+    assert 1 <= count <= 2
+    assert set(x["mask_positions"][:count].tolist()) <= {1, 2}
+    assert (x["token_ids"][x["mask_positions"][:count]] == MASK).all()
+
+
 def test_max_predictions_budget_truncates_blocks(tokenizer):
     preprocessor = UniLMv2PMLMPreprocessor(
         tokenizer,
