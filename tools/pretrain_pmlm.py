@@ -34,7 +34,7 @@ vocabulary do not lower-case). `--mask-rate`, `--span-probability`,
 
 Large corpora: `--streaming` never loads the corpus; the files (one
 document per line, `.gz` allowed) are read as training consumes them and
-packed into full sequences (`keras_unilmv2.utils.streaming`). The
+packed into full sequences (`keras_unilmv2.pretraining.streaming`). The
 vocabulary is `--vocab` or built from `--vocab-sample-lines` lines; the
 held-out documents are `--heldout-file`'s lines or the first
 `--heldout-lines` lines, and are dropped from the training stream.
@@ -147,7 +147,7 @@ def main(argv=None):
     inputs = list(args.input) + ([PYTHON_DOCS] if args.python_docs else [])
     if not inputs:
         parser.error("give at least one --input (or --python-docs)")
-    from keras_unilmv2.utils.pretraining import pretrain
+    from keras_unilmv2.pretraining import pretrain
 
     try:
         metadata = pretrain(
