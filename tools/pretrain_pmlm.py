@@ -15,6 +15,19 @@ AE/PAR accuracies; `training/curves.png` plots loss and accuracy.
 `--mesh data` trains data-parallel over all devices, `--mesh 2x4` model
 parallel on a (batch, model) mesh (JAX; see guides/distributed_training.py).
 
+Several processes (JAX): start the same command once per process with
+`--coordinator-address HOST:PORT --num-processes N --process-id I` (process
+0 listens at the address). The mesh spans every process' devices (`--mesh
+data` unless given); each process reads its share of every global batch of
+`--batch-size`; process 0 alone writes checkpoints, history and the preset
+(the `--output` folder must be one all processes see). A rerun resumes in
+every process from the same checkpoint, with any number of processes.
+
+    python tools/pretrain_pmlm.py ... --coordinator-address 127.0.0.1:9911 \
+        --num-processes 2 --process-id 0 &
+    python tools/pretrain_pmlm.py ... --coordinator-address 127.0.0.1:9911 \
+        --num-processes 2 --process-id 1
+
 Speed and size: `--mixed-precision bfloat16` (or `float16`, with dynamic
 loss scaling) computes under Keras' `mixed_*` policy, variables and the
 exported preset stay float32. `--gradient-accumulation-steps N` averages
@@ -130,6 +143,12 @@ def main(argv=None):
         "--shuffle-buffer", type=int, default=10_000,
         help="with --streaming: documents held for shuffling",
     )
+    parser.add_argument(
+        "--coordinator-address", default=None, metavar="HOST:PORT",
+        help="multi-process runs (JAX): the address of process 0",
+    )
+    parser.add_argument("--num-processes", type=int, default=1, help="processes of the run")
+    parser.add_argument("--process-id", type=int, default=0, help="this process, 0..N-1")
     parser.add_argument("--stop-after-checkpoints", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -185,6 +204,9 @@ def main(argv=None):
             heldout_file=args.heldout_file,
             heldout_lines=args.heldout_lines,
             shuffle_buffer=args.shuffle_buffer,
+            coordinator_address=args.coordinator_address,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
             command="python tools/pretrain_pmlm.py " + " ".join(shlex.quote(a) for a in argv),
         )
     except ValueError as e:

@@ -7,6 +7,7 @@ backend is chosen) and returns a callback instance.
 import csv
 import os
 
+from keras_unilmv2.pretraining import distributed
 from keras_unilmv2.pretraining.checkpoints import save_checkpoint
 
 def plot_history(csv_path, png_path):
@@ -148,7 +149,11 @@ def checkpointer(keras, backup_dir, restore_from, restore_epoch):
             self.model.load_weights(restore_from)
 
         def on_epoch_end(self, epoch, logs=None):
-            save_checkpoint(self.model, backup_dir, epoch + 1)
+            # Every process gathers the weights sharded over processes;
+            # process 0 writes.
+            with distributed.gathered_variables(self.model):
+                if distributed.is_chief():
+                    save_checkpoint(self.model, backup_dir, epoch + 1)
             self.last_epoch = epoch + 1
 
     return CrashSafeBackup()

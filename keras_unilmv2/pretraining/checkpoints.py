@@ -106,7 +106,7 @@ def latest_valid_checkpoint(backup_dir, log=print):
     return 0, None
 
 
-def check_run_settings(backup_dir, settings, defaults=None, paths=()):
+def check_run_settings(backup_dir, settings, defaults=None, paths=(), write=True):
     """Refuses to resume checkpoints written with other settings.
 
     The first run stores `settings` in `<backup_dir>/run.json`; a later run
@@ -118,7 +118,9 @@ def check_run_settings(backup_dir, settings, defaults=None, paths=()):
     left at its default). The settings named in `paths` are file paths,
     compared once made absolute (a relative path as stored by an older
     version is taken relative to the current directory): `preset` and
-    `/abs/path/to/preset` are the same setting.
+    `/abs/path/to/preset` are the same setting. With `write=False` (the
+    processes of a multi-process run other than the chief) a missing file
+    is left for the chief to write.
 
     Example:
     ```python
@@ -128,6 +130,8 @@ def check_run_settings(backup_dir, settings, defaults=None, paths=()):
     """
     path = os.path.join(backup_dir, RUN_SETTINGS_FILE)
     if not os.path.exists(path):
+        if not write:  # Another process (the chief) writes it.
+            return
         os.makedirs(backup_dir, exist_ok=True)
         write_json_atomically(path, settings)
         return

@@ -126,12 +126,14 @@ def training_dataset(texts, make_preprocessor, batch_size, total_batches, seed, 
     return dataset.take(total_batches).skip(skip_batches).prefetch(2)
 
 
-def evaluation_dataset(texts, preprocessor, batch_size):
+def evaluation_dataset(texts, preprocessor, batch_size, drop_remainder=False):
+    """The held-out batches, in order (the last one partial unless
+    `drop_remainder`)."""
     import tensorflow as tf
 
     return (
         tf.data.Dataset.from_tensor_slices(texts)
-        .batch(batch_size)
+        .batch(batch_size, drop_remainder=drop_remainder)
         .map(preprocessor, num_parallel_calls=1, deterministic=True)
     )
 

@@ -25,6 +25,7 @@ from keras_unilmv2.pretraining.data import split_heldout
 from keras_unilmv2.pretraining.data import streaming_corpus
 from keras_unilmv2.pretraining.data import streaming_files
 from keras_unilmv2.pretraining.data import training_dataset
+from keras_unilmv2.pretraining import distributed
 from keras_unilmv2.pretraining.distributed import make_distribution
 from keras_unilmv2.pretraining.model import MIXED_PRECISION
 from keras_unilmv2.pretraining.model import build_pretraining_model
@@ -154,6 +155,9 @@ class PretrainSettings:
     heldout_file: Optional[str] = None
     heldout_lines: int = 1000
     shuffle_buffer: int = 10_000
+    coordinator_address: Optional[str] = None
+    num_processes: int = 1
+    process_id: int = 0
 
     def __post_init__(self):
         self.policy, self.mask_token_replacement_rates = _check_options(
@@ -172,6 +176,19 @@ class PretrainSettings:
             self.heldout_file,
             self.shuffle_buffer,
         )
+        self.coordinator_address, self.num_processes, self.process_id = (
+            distributed.check_process_options(
+                self.coordinator_address, self.num_processes, self.process_id
+            )
+        )
+        if self.batch_size % self.num_processes:
+            raise ValueError(
+                f"`batch_size` (--batch-size) must be divisible by `num_processes` "
+                f"(--num-processes {self.num_processes}): each process reads an equal "
+                f"share of every batch. Received: batch_size={self.batch_size!r}"
+            )
+        if self.num_processes > 1 and not (self.data_parallel or self.model_parallel):
+            self.data_parallel = True  # One model, data-parallel over the processes.
         if self.init_from is not None:
             self.init_from = os.path.abspath(os.path.expanduser(os.fspath(self.init_from)))
 
@@ -241,7 +258,17 @@ def pretrain(inputs, output_dir, log=print, **options):
             f"`pretrain()` got unknown options {unknown}; the options are the "
             "fields of `PretrainSettings`."
         )
+    # Before anything runs on the backend (the option checks do).
+    distributed.initialize_processes(
+        *distributed.check_process_options(
+            options.get("coordinator_address"),
+            options.get("num_processes", 1),
+            options.get("process_id", 0),
+        )
+    )
     settings = PretrainSettings(inputs, output_dir, **options)
+    if not distributed.is_chief():
+        log = _quiet
     try:
         return _pretrain(keras, settings, log)
     finally:
@@ -249,9 +276,12 @@ def pretrain(inputs, output_dir, log=print, **options):
             keras.distribution.set_distribution(None)
 
 
+def _quiet(*args, **kwargs):
+    """The log of processes other than the chief."""
+
+
 def _pretrain(keras, s, log):
     """`pretrain()` with its checked settings `s`."""
-    from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
     from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
     from keras_unilmv2.utils.preset_utils import file_sha256
     from keras_unilmv2.utils.vocabulary import build_wordpiece_vocabulary
@@ -304,6 +334,7 @@ def _pretrain(keras, s, log):
         if s.vocabulary is None:
             corpus_settings["vocab_sample_lines"] = s.vocab_sample_lines
     else:
+        files = None
         texts = read_texts(s.inputs)
         train_texts, heldout_texts = split_heldout(texts, s.heldout_every)
         vocab_texts = train_texts
@@ -314,10 +345,14 @@ def _pretrain(keras, s, log):
             "heldout_every": s.heldout_every,
         }
 
+    chief = distributed.is_chief()
+    multi_process = distributed.process_count() > 1
     vocab_path = os.path.join(work_dir, "vocabulary.txt")
-    # Written to a temporary file and renamed: never a truncated s.vocabulary.
+    # Written to a temporary file and renamed: never a truncated vocabulary.
     vocab_tmp = vocab_path + ".tmp"
-    if s.vocabulary is None and not os.path.exists(vocab_path):
+    if not chief:
+        pass  # The chief writes the vocabulary (see the barrier below).
+    elif s.vocabulary is None and not os.path.exists(vocab_path):
         log(
             f"building a WordPiece s.vocabulary of up to {s.vocabulary_size} tokens"
             f" from {len(vocab_texts)} documents" + ("" if lowercase else " (cased)")
@@ -332,6 +367,7 @@ def _pretrain(keras, s, log):
         with open(s.vocabulary, encoding="utf-8") as f, open(vocab_tmp, "w", encoding="utf-8") as g:
             g.write(f.read())
         os.replace(vocab_tmp, vocab_path)
+    distributed.barrier("vocabulary")
     tokenizer = UniLMv2Tokenizer(vocabulary=vocab_path, lowercase=lowercase)
 
     backup_dir = os.path.join(work_dir, "checkpoints")
@@ -364,7 +400,8 @@ def _pretrain(keras, s, log):
         "streaming": streaming,
     }
     check_run_settings(
-        backup_dir, settings, defaults=_NEW_SETTING_DEFAULTS, paths=("init_from",)
+        backup_dir, settings, defaults=_NEW_SETTING_DEFAULTS, paths=("init_from",),
+        write=chief,
     )
 
     def make_preprocessor(preprocessor_seed):
@@ -390,7 +427,12 @@ def _pretrain(keras, s, log):
     )
 
     eval_pre = make_preprocessor(10_000 + s.seed)
-    heldout = evaluation_dataset(heldout_texts, eval_pre, s.batch_size)
+    # Several processes split every batch: the held-out set is evaluated
+    # in full batches only (the last partial one is dropped).
+    heldout = distributed.shard_batches(
+        evaluation_dataset(heldout_texts, eval_pre, s.batch_size, drop_remainder=multi_process),
+        s.batch_size,
+    )
     state_path = os.path.join(work_dir, "untrained_heldout.json")
     untrained = None
     if os.path.exists(state_path):
@@ -401,11 +443,13 @@ def _pretrain(keras, s, log):
             untrained = None
     if untrained is None:
         untrained = pmlm.evaluate(heldout, verbose=0, return_dict=True)
-        write_json_atomically(state_path, {k: float(v) for k, v in untrained.items()})
+        if chief:
+            write_json_atomically(state_path, {k: float(v) for k, v in untrained.items()})
 
     done_epochs, restore_from = latest_valid_checkpoint(backup_dir, log)
     history_path = os.path.join(work_dir, "history.csv")
-    truncate_history(history_path, done_epochs * s.checkpoint_every)
+    if chief:
+        truncate_history(history_path, done_epochs * s.checkpoint_every)
     if restore_from is not None:
         log(f"resuming after step {done_epochs * s.checkpoint_every} from {restore_from}")
     epochs = s.steps // s.checkpoint_every
@@ -433,6 +477,7 @@ def _pretrain(keras, s, log):
             s.seed,
             skip_batches=consumed,
         )
+    data = distributed.shard_batches(data, s.batch_size)
     checkpointer = callbacks_lib.checkpointer(keras, backup_dir, restore_from, done_epochs)
     throughput = callbacks_lib.throughput(
         keras, s.checkpoint_every, batches_per_epoch, s.batch_size * s.sequence_length, s.steps, log
@@ -445,6 +490,8 @@ def _pretrain(keras, s, log):
         callbacks_lib.reseed_dropout(keras, s.seed),
         throughput,
     ]
+    if not chief:  # Process 0 alone writes the history.
+        callbacks.pop(0)
     if s.stop_after_checkpoints:
         callbacks.append(callbacks_lib.stop_after(keras, s.stop_after_checkpoints))
     if done_epochs < epochs:
@@ -454,16 +501,30 @@ def _pretrain(keras, s, log):
             initial_epoch=done_epochs,
             steps_per_epoch=batches_per_epoch,
             callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
+            verbose=(1 if sys.stdout.isatty() else 2) if chief else 0,
         )
     else:  # Trained to the end; the export had not finished.
         checkpointer.set_model(pmlm)
         checkpointer.on_train_begin()
     if checkpointer.last_epoch < epochs:
-        log("stopped before the last step; run the same s.command again to resume")
+        log("stopped before the last step; run the same command again to resume")
         return None
 
     trained = pmlm.evaluate(heldout, verbose=0, return_dict=True)
+    with distributed.gathered_variables(pmlm):
+        # Every process takes part in gathering sharded weights; the chief
+        # alone writes the preset.
+        if not chief:
+            return None
+        return _export(s, backbone, tokenizer, settings, files, texts, train_texts,
+                       heldout_texts, untrained, trained, throughput, history_path, work_dir)
+
+
+def _export(s, backbone, tokenizer, settings, files, texts, train_texts, heldout_texts,
+            untrained, trained, throughput, history_path, work_dir):
+    """Writes the preset of a finished run (the chief process)."""
+    from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
+
     callbacks_lib.plot_history(history_path, os.path.join(work_dir, "curves.png"))
     # The preset is written aside and moved in, weights last (see
     # `publish_preset`): a run killed while exporting exports again.
@@ -483,7 +544,7 @@ def _pretrain(keras, s, log):
     metadata_path = os.path.join(export_dir, "metadata.json")
     with open(metadata_path) as f:
         metadata = json.load(f)
-    if streaming:
+    if s.streaming:
         corpus = {
             "inputs": [os.fspath(p) for p in s.inputs],
             "streaming": True,
@@ -514,15 +575,15 @@ def _pretrain(keras, s, log):
             "training": {
                 "steps": s.steps,
                 "batch_size": s.batch_size,
-                "gradient_accumulation_steps": accumulation,
-                "effective_batch_size": s.batch_size * accumulation,
+                "gradient_accumulation_steps": s.gradient_accumulation_steps,
+                "effective_batch_size": s.batch_size * s.gradient_accumulation_steps,
                 "sequence_length": s.sequence_length,
                 "peak_learning_rate": s.learning_rate,
                 "warmup_steps": s.warmup_steps,
                 "seed": s.seed,
                 "init_from": None if s.init_from is None else os.fspath(s.init_from),
                 "mixed_precision": s.policy,
-                "lowercase": lowercase,
+                "lowercase": s.lowercase,
                 "masking": _settings_masking(settings),
                 "tokens_per_second": (
                     round(sorted(throughput.rates)[len(throughput.rates) // 2])
@@ -540,8 +601,6 @@ def _pretrain(keras, s, log):
         _record_previous_stages(metadata, s.init_from)
     write_json_atomically(metadata_path, metadata)
     publish_preset(export_dir, s.output_dir)
-    if distribution is not None:
-        keras.distribution.set_distribution(None)
     return metadata
 
 
