@@ -63,8 +63,8 @@ def initialize_processes(coordinator_address, num_processes, process_id):
     the backend does any computation."""
     import keras
 
-    _STATE.update(num_processes=num_processes, process_id=process_id)
     if num_processes == 1:
+        _STATE.update(num_processes=1, process_id=0)
         return
     backend = keras.backend.backend()
     if backend != "jax":
@@ -76,9 +76,9 @@ def initialize_processes(coordinator_address, num_processes, process_id):
         )
     import jax
 
-    if jax.distributed.is_initialized():
-        return  # Already initialised (a second run in the same process).
-    keras.distribution.initialize(coordinator_address, num_processes, process_id)
+    if not jax.distributed.is_initialized():  # else: a second run in this process
+        keras.distribution.initialize(coordinator_address, num_processes, process_id)
+    _STATE.update(num_processes=num_processes, process_id=process_id)
 
 
 def process_count():

@@ -109,7 +109,11 @@ class PretrainSettings:
     before anything is read or written. See `tools/pretrain_pmlm.py --help`
     for their meaning. `init_from` is kept as an absolute path, so a rerun
     from another working directory (or with the same preset spelled
-    otherwise) resumes.
+    otherwise) resumes. `coordinator_address`, `num_processes` and
+    `process_id` make a multi-process run (JAX; see
+    `keras_unilmv2.pretraining.distributed`): `batch_size` is then the
+    global batch, split evenly over the processes, and the run is
+    data-parallel unless `model_parallel` is given.
 
     Example:
     ```python

@@ -202,3 +202,16 @@ def test_shard_batches_gives_each_process_its_rows(monkeypatch):
     assert shares[1] == [[2, 3], [6, 7], [10, 11]]
     monkeypatch.setitem(distributed._STATE, "num_processes", 1)
     assert distributed.shard_batches(data, 4) is data
+
+
+def test_several_processes_need_jax(monkeypatch):
+    import keras
+
+    from keras_unilmv2.pretraining import distributed
+
+    # Whatever backend this session runs: the check reads the backend name.
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    with pytest.raises(ValueError, match="runs on the JAX backend; this process runs 'torch'"):
+        distributed.initialize_processes("127.0.0.1:1234", 2, 1)
+    assert (distributed.process_count(), distributed.process_index()) == (1, 0)
+    assert distributed.is_chief()
