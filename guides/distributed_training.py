@@ -257,8 +257,37 @@ Keras 3.15 has no `keras.distribution` implementation for PyTorch, and
 `fit()` runs on one device. For several GPUs, write the training loop in
 PyTorch and wrap the Keras model (a `torch.nn.Module` on this backend) in
 `torch.nn.parallel.DistributedDataParallel`, one process per GPU, as in the
-keras.io guide "Multi-GPU distributed training with PyTorch". That route is
-not tested in this repository. Model parallelism (FSDP, tensor
+keras.io guide "Multi-GPU distributed training with PyTorch":
+
+```python
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
+                        world_size=world, rank=rank)  # "nccl" on GPUs
+pmlm(x)                   # build: the variables exist
+pmlm._track_variables()   # ...and are the module's parameters (the table
+                          # Keras made at compile time, before them, is stale)
+ddp = DistributedDataParallel(pmlm, find_unused_parameters=True)
+optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1)
+for x, y, w in local_batches:  # this rank's rows of every global batch
+    optimizer.zero_grad()
+    outputs = ddp(x)
+    loss = 0.0
+    for name in ("ae", "par"):
+        total = w[name].sum()
+        dist.all_reduce(total)  # the global weight total
+        ce = F.cross_entropy(outputs[name].flatten(0, 1), y[name].flatten(),
+                             reduction="none")
+        loss = loss + (ce * w[name].flatten()).sum() / total
+    (loss * world).backward()  # DDP averages the gradients over ranks
+    optimizer.step()
+```
+
+`find_unused_parameters=True` because the pooler takes no part in the PMLM
+loss. Dividing by the *global* weight total (and scaling by the number of
+ranks) makes the loss the one-process PMLM loss: the slow test
+`test_torch_ddp_two_ranks_match_one` (`tests/distribution/ddp_worker.py`)
+checks that 2 ranks on 127.0.0.1 train exactly like 1 (losses and weights
+within 1e-5). `tools/pretrain_pmlm.py` does not run this loop (its
+several-process mode is JAX's). Model parallelism (FSDP, tensor
 parallelism) of Keras models on PyTorch is not supported by Keras.
 """
 
