@@ -243,10 +243,14 @@ pmlm.fit(dataset, steps_per_epoch=STEPS)
 
 This is data parallelism only (`MirroredStrategy` on one machine,
 `MultiWorkerMirroredStrategy` across machines, `TPUStrategy`).
-`MultiWorkerMirroredStrategy` with Keras 3's `fit` is not yet working in
-this repository (a first attempt on the PMLM, 2 workers on 127.0.0.1,
-failed inside `fit` converting the per-replica input dict), and
-`tools/pretrain_pmlm.py` runs several processes on JAX only. The test
+`MultiWorkerMirroredStrategy` with Keras 3.15's `fit` is not yet working
+in this repository: on the PMLM with 2 workers on 127.0.0.1, `fit` first
+fails in `_maybe_symbolic_build` (`strategy.reduce` of the first input
+batch, a dict, which this strategy cannot reduce); building the model from
+a plain batch instead gets past that, and the train step then fails in
+`reduce_per_replica` on the scalar metrics ("Invalid reduction dimension
+0 for input with 0 dimensions"). `tools/pretrain_pmlm.py` runs several
+processes on JAX only. The test
 suite checks that the PMLM under `MirroredStrategy` (2 logical CPUs)
 trains exactly like one device. There is no model parallelism for Keras 3
 models on TensorFlow.
