@@ -23,10 +23,9 @@ data` unless given); each process reads its share of every global batch of
 (the `--output` folder must be one all processes see). A rerun resumes in
 every process from the same checkpoint, with any number of processes.
 
-    python tools/pretrain_pmlm.py ... --coordinator-address 127.0.0.1:9911 \
-        --num-processes 2 --process-id 0 &
-    python tools/pretrain_pmlm.py ... --coordinator-address 127.0.0.1:9911 \
-        --num-processes 2 --process-id 1
+    A=127.0.0.1:9911
+    python tools/pretrain_pmlm.py ... --coordinator-address $A --num-processes 2 --process-id 0 &
+    python tools/pretrain_pmlm.py ... --coordinator-address $A --num-processes 2 --process-id 1
 
 Speed and size: `--mixed-precision bfloat16` (or `float16`, with dynamic
 loss scaling) computes under Keras' `mixed_*` policy, variables and the
