@@ -189,6 +189,45 @@ A few things to keep in mind:
 - Dropout draws different random numbers on a sharded model, so runs with
   dropout agree in distribution, not bit for bit, with one device.
 
+## Several processes (JAX)
+
+One run can span several processes (hosts, or processes on one machine):
+each calls `keras.distribution.initialize(coordinator, num_processes,
+process_id)` before JAX does anything, then sets a distribution over
+`keras.distribution.list_devices()`, which now lists every process' devices.
+`tools/pretrain_pmlm.py` does this with three flags; start the same command
+once per process (process 0 listens at the address):
+
+```bash
+ARGS="--input corpus/ --output my_preset/ --batch-size 32 --steps 1000"
+python tools/pretrain_pmlm.py $ARGS --coordinator-address 127.0.0.1:9911 \
+    --num-processes 2 --process-id 0 &
+python tools/pretrain_pmlm.py $ARGS --coordinator-address 127.0.0.1:9911 \
+    --num-processes 2 --process-id 1
+```
+
+- The mesh covers all processes' devices: `--mesh data` (the default with
+  several processes) or `--mesh BxM`, whose model axis `M` must divide one
+  process' device count (each model replica stays inside a process).
+- `--batch-size` is the global batch: each process reads rows
+  `[i * b, (i + 1) * b)` of every batch, `b = batch size / processes`
+  (`keras_unilmv2.pretraining.distributed.shard_batches`), and Keras
+  assembles the global batch (`jax.make_array_from_process_local_data`).
+  The batches, and so the run, are the same as with one process.
+- Process 0 alone writes the vocabulary, checkpoints, history and preset;
+  the `--output` folder must be one all processes see. Weights sharded over
+  processes are gathered first (every process takes part).
+- Rerunning the command resumes every process from the same checkpoint;
+  the number of processes may change between runs (the settings that must
+  not change are in `training/checkpoints/run.json`).
+- On CPU, JAX's collectives across processes use gloo (the default); on
+  GPUs, NCCL.
+
+`tests/distribution/test_multiprocess_pretraining.py` (slow) launches 2
+processes on 127.0.0.1 and checks that their per-step losses, held-out
+figures and final weights equal one process on the same global batches
+(float32, 1e-5), across an interruption and resume.
+
 ## TensorFlow
 
 `keras.distribution` is a prototype on the TensorFlow backend (Keras 3.15
@@ -203,7 +242,15 @@ pmlm.fit(dataset, steps_per_epoch=STEPS)
 ```
 
 This is data parallelism only (`MirroredStrategy` on one machine,
-`MultiWorkerMirroredStrategy` across machines, `TPUStrategy`). The test
+`MultiWorkerMirroredStrategy` across machines, `TPUStrategy`).
+`MultiWorkerMirroredStrategy` with Keras 3.15's `fit` is not yet working
+in this repository: on the PMLM with 2 workers on 127.0.0.1, `fit` first
+fails in `_maybe_symbolic_build` (`strategy.reduce` of the first input
+batch, a dict, which this strategy cannot reduce); building the model from
+a plain batch instead gets past that, and the train step then fails in
+`reduce_per_replica` on the scalar metrics ("Invalid reduction dimension
+0 for input with 0 dimensions"). `tools/pretrain_pmlm.py` runs several
+processes on JAX only. The test
 suite checks that the PMLM under `MirroredStrategy` (2 logical CPUs)
 trains exactly like one device. There is no model parallelism for Keras 3
 models on TensorFlow.
@@ -214,8 +261,37 @@ Keras 3.15 has no `keras.distribution` implementation for PyTorch, and
 `fit()` runs on one device. For several GPUs, write the training loop in
 PyTorch and wrap the Keras model (a `torch.nn.Module` on this backend) in
 `torch.nn.parallel.DistributedDataParallel`, one process per GPU, as in the
-keras.io guide "Multi-GPU distributed training with PyTorch". That route is
-not tested in this repository. Model parallelism (FSDP, tensor
+keras.io guide "Multi-GPU distributed training with PyTorch":
+
+```python
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
+                        world_size=world, rank=rank)  # "nccl" on GPUs
+pmlm(x)                   # build: the variables exist
+pmlm._track_variables()   # ...and are the module's parameters (the table
+                          # Keras made at compile time, before them, is stale)
+ddp = DistributedDataParallel(pmlm, find_unused_parameters=True)
+optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1)
+for x, y, w in local_batches:  # this rank's rows of every global batch
+    optimizer.zero_grad()
+    outputs = ddp(x)
+    loss = 0.0
+    for name in ("ae", "par"):
+        total = w[name].sum()
+        dist.all_reduce(total)  # the global weight total
+        ce = F.cross_entropy(outputs[name].flatten(0, 1), y[name].flatten(),
+                             reduction="none")
+        loss = loss + (ce * w[name].flatten()).sum() / total
+    (loss * world).backward()  # DDP averages the gradients over ranks
+    optimizer.step()
+```
+
+`find_unused_parameters=True` because the pooler takes no part in the PMLM
+loss. Dividing by the *global* weight total (and scaling by the number of
+ranks) makes the loss the one-process PMLM loss: the slow test
+`test_torch_ddp_two_ranks_match_one` (`tests/distribution/ddp_worker.py`)
+checks that 2 ranks on 127.0.0.1 train exactly like 1 (losses and weights
+within 1e-5). `tools/pretrain_pmlm.py` does not run this loop (its
+several-process mode is JAX's). Model parallelism (FSDP, tensor
 parallelism) of Keras models on PyTorch is not supported by Keras.
 """
 

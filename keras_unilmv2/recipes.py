@@ -34,13 +34,13 @@ import time
 
 import numpy as np
 
-from keras_unilmv2.utils.pretraining import RUN_SETTINGS_FILE
-from keras_unilmv2.utils.pretraining import _reseed_dropout
-from keras_unilmv2.utils.pretraining import check_run_settings
-from keras_unilmv2.utils.pretraining import latest_valid_checkpoint
-from keras_unilmv2.utils.pretraining import list_checkpoints
-from keras_unilmv2.utils.pretraining import save_checkpoint
-from keras_unilmv2.utils.pretraining import write_json_atomically
+from keras_unilmv2.pretraining.checkpoints import RUN_SETTINGS_FILE
+from keras_unilmv2.pretraining.callbacks import reseed_dropout as _reseed_dropout
+from keras_unilmv2.pretraining.checkpoints import check_run_settings
+from keras_unilmv2.pretraining.checkpoints import latest_valid_checkpoint
+from keras_unilmv2.pretraining.checkpoints import list_checkpoints
+from keras_unilmv2.pretraining.checkpoints import save_checkpoint
+from keras_unilmv2.pretraining.checkpoints import write_json_atomically
 from keras_unilmv2.utils.preset_utils import file_sha256
 
 KINDS = ("classify", "qa", "seq2seq")

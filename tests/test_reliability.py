@@ -21,7 +21,7 @@ from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     UniLMv2TextClassifierPreprocessor,
 )
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
-from keras_unilmv2.utils.pretraining import read_texts
+from keras_unilmv2.pretraining import read_texts
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import tensorflow as tf
 from unilmv2_test_utils import fixture_path
 
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
-from keras_unilmv2.utils.streaming import pack_chunks
-from keras_unilmv2.utils.streaming import streaming_dataset
+from keras_unilmv2.pretraining.streaming import pack_chunks
+from keras_unilmv2.pretraining.streaming import streaming_dataset
 
 WORDS = "the cat sat on mat and dog ran to park two birds flew over old house at night".split()
 

@@ -15,6 +15,18 @@ AE/PAR accuracies; `training/curves.png` plots loss and accuracy.
 `--mesh data` trains data-parallel over all devices, `--mesh 2x4` model
 parallel on a (batch, model) mesh (JAX; see guides/distributed_training.py).
 
+Several processes (JAX): start the same command once per process with
+`--coordinator-address HOST:PORT --num-processes N --process-id I` (process
+0 listens at the address). The mesh spans every process' devices (`--mesh
+data` unless given); each process reads its share of every global batch of
+`--batch-size`; process 0 alone writes checkpoints, history and the preset
+(the `--output` folder must be one all processes see). A rerun resumes in
+every process from the same checkpoint, with any number of processes.
+
+    A=127.0.0.1:9911
+    python tools/pretrain_pmlm.py ... --coordinator-address $A --num-processes 2 --process-id 0 &
+    python tools/pretrain_pmlm.py ... --coordinator-address $A --num-processes 2 --process-id 1
+
 Speed and size: `--mixed-precision bfloat16` (or `float16`, with dynamic
 loss scaling) computes under Keras' `mixed_*` policy, variables and the
 exported preset stay float32. `--gradient-accumulation-steps N` averages
@@ -34,7 +46,7 @@ vocabulary do not lower-case). `--mask-rate`, `--span-probability`,
 
 Large corpora: `--streaming` never loads the corpus; the files (one
 document per line, `.gz` allowed) are read as training consumes them and
-packed into full sequences (`keras_unilmv2.utils.streaming`). The
+packed into full sequences (`keras_unilmv2.pretraining.streaming`). The
 vocabulary is `--vocab` or built from `--vocab-sample-lines` lines; the
 held-out documents are `--heldout-file`'s lines or the first
 `--heldout-lines` lines, and are dropped from the training stream.
@@ -130,6 +142,12 @@ def main(argv=None):
         "--shuffle-buffer", type=int, default=10_000,
         help="with --streaming: documents held for shuffling",
     )
+    parser.add_argument(
+        "--coordinator-address", default=None, metavar="HOST:PORT",
+        help="multi-process runs (JAX): the address of process 0",
+    )
+    parser.add_argument("--num-processes", type=int, default=1, help="processes of the run")
+    parser.add_argument("--process-id", type=int, default=0, help="this process, 0..N-1")
     parser.add_argument("--stop-after-checkpoints", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -147,7 +165,7 @@ def main(argv=None):
     inputs = list(args.input) + ([PYTHON_DOCS] if args.python_docs else [])
     if not inputs:
         parser.error("give at least one --input (or --python-docs)")
-    from keras_unilmv2.utils.pretraining import pretrain
+    from keras_unilmv2.pretraining import pretrain
 
     try:
         metadata = pretrain(
@@ -185,6 +203,9 @@ def main(argv=None):
             heldout_file=args.heldout_file,
             heldout_lines=args.heldout_lines,
             shuffle_buffer=args.shuffle_buffer,
+            coordinator_address=args.coordinator_address,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
             command="python tools/pretrain_pmlm.py " + " ".join(shlex.quote(a) for a in argv),
         )
     except ValueError as e:

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from keras_unilmv2.utils.pretraining import pretrain
-from keras_unilmv2.utils.pretraining import read_texts
-from keras_unilmv2.utils.pretraining import split_heldout
+from keras_unilmv2.pretraining import pretrain
+from keras_unilmv2.pretraining import read_texts
+from keras_unilmv2.pretraining import split_heldout
 from unilmv2_test_utils import fixture_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -164,9 +164,9 @@ def _tiny_model():
 
 
 def test_checkpoints_are_atomic_keep_the_previous_one_and_skip_broken_ones(tmp_path):
-    from keras_unilmv2.utils.pretraining import latest_valid_checkpoint
-    from keras_unilmv2.utils.pretraining import list_checkpoints
-    from keras_unilmv2.utils.pretraining import save_checkpoint
+    from keras_unilmv2.pretraining import latest_valid_checkpoint
+    from keras_unilmv2.pretraining import list_checkpoints
+    from keras_unilmv2.pretraining import save_checkpoint
 
     folder = os.path.join(tmp_path, "checkpoints")
     model = _tiny_model()
@@ -194,7 +194,7 @@ def test_checkpoints_are_atomic_keep_the_previous_one_and_skip_broken_ones(tmp_p
 
 
 def test_run_settings_are_stored_and_a_different_run_is_refused(tmp_path):
-    from keras_unilmv2.utils.pretraining import check_run_settings
+    from keras_unilmv2.pretraining import check_run_settings
 
     folder = os.path.join(tmp_path, "training", "checkpoints")
     settings = {"hidden_dim": 256, "seed": 0, "steps": 10}
@@ -211,7 +211,7 @@ def test_run_settings_are_stored_and_a_different_run_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_killed_checkpoint_write_resumes_from_the_previous_one_exactly(corpus, tmp_path):
-    from keras_unilmv2.utils.pretraining import list_checkpoints
+    from keras_unilmv2.pretraining import list_checkpoints
 
     kwargs = dict(vocabulary=fixture_path("vocab.txt"), steps=6, checkpoint_every=2, **TINY)
     straight = os.path.join(tmp_path, "straight")
@@ -249,7 +249,7 @@ def _tool():
 
 
 def test_command_line_flags_reach_pretrain(monkeypatch, tmp_path):
-    import keras_unilmv2.utils.pretraining as pretraining
+    import keras_unilmv2.pretraining as pretraining
 
     seen = {}
     monkeypatch.setattr(pretraining, "pretrain", lambda **kwargs: seen.update(kwargs))
@@ -315,7 +315,7 @@ def test_bad_options_are_refused_before_anything_is_written(kwargs, name, corpus
 def test_pretraining_model_gets_precision_and_accumulation():
     import keras
 
-    from keras_unilmv2.utils.pretraining import build_pretraining_model
+    from keras_unilmv2.pretraining import build_pretraining_model
     from keras_unilmv2.utils.schedules import WarmupLinearDecay
 
     dims = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
@@ -344,7 +344,7 @@ def test_pretraining_model_gets_precision_and_accumulation():
 
 def test_masking_settings_reach_the_preprocessor():
     from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
-    from keras_unilmv2.utils.pretraining import pretraining_preprocessor
+    from keras_unilmv2.pretraining import pretraining_preprocessor
 
     tokenizer = UniLMv2Tokenizer(vocabulary=fixture_path("vocab.txt"))
     preprocessor = pretraining_preprocessor(
@@ -369,7 +369,7 @@ def keras_tree_numpy(structure):
 
 
 def test_old_run_settings_resume_with_new_options_at_their_defaults(tmp_path):
-    from keras_unilmv2.utils.pretraining import check_run_settings
+    from keras_unilmv2.pretraining import check_run_settings
 
     folder = os.path.join(tmp_path, "checkpoints")
     check_run_settings(folder, {"seed": 0})  # written before the new options
@@ -479,3 +479,28 @@ def test_streaming_run_with_accumulation_resumes_exactly(lines_corpus, tmp_path)
     # The preset is float32 (the policy was a training choice).
     config = json.load(open(os.path.join(resumed, "config.json")))["config"]
     assert config["dtype"]["config"]["name"] == "float32"
+
+
+def test_run_settings_compare_init_from_as_absolute_paths(tmp_path, monkeypatch):
+    from keras_unilmv2.pretraining import PretrainSettings
+    from keras_unilmv2.pretraining import check_run_settings
+
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("base")
+    folder = os.path.join(tmp_path, "checkpoints")
+    # An older run stored the path as typed; the same preset spelled
+    # absolutely (or relatively again) resumes.
+    check_run_settings(folder, {"seed": 0, "init_from": "base"}, paths=("init_from",))
+    absolute = os.path.join(tmp_path, "base")
+    check_run_settings(folder, {"seed": 0, "init_from": absolute}, paths=("init_from",))
+    check_run_settings(folder, {"seed": 0, "init_from": "./base/"}, paths=("init_from",))
+    with pytest.raises(ValueError, match="init_from: .*base.* in the checkpoints, .*other"):
+        check_run_settings(folder, {"seed": 0, "init_from": "other"}, paths=("init_from",))
+    # `pretrain()` keeps it absolute.
+    assert PretrainSettings(["corpus"], "out", init_from="base").init_from == absolute
+
+
+def test_pretrain_refuses_unknown_options(tmp_path):
+    with pytest.raises(TypeError, match="unknown options.*'stepz'"):
+        pretrain(["corpus"], os.path.join(tmp_path, "out"), stepz=3)
+    assert not os.path.exists(os.path.join(tmp_path, "out"))
