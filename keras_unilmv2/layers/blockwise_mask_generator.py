@@ -1,81 +1,15 @@
 """Blockwise masking of UniLMv2 pre-training (paper Algorithm 1)."""
 
-import math
-import numbers
-
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_unilmv2.utils.checks import check_int
-
-# TensorFlow runs this layer (eagerly and inside tf.data) on every Keras
-# backend, but `import keras_unilmv2` must work without it.
-try:
-    import tensorflow as tf
-
-    if not hasattr(tf, "executing_eagerly"):  # a half-uninstalled package
-        tf = None
-except ImportError:
-    tf = None
+from keras_unilmv2.utils.checks import check_rate
+from keras_unilmv2.utils.checks import check_replacement_rates
+from keras_unilmv2.utils.seeding import check_seed
 
 _UNIT_BITS = 24  # resolution of the uniform floats made from random bits
-
-
-def _require_tf(name):
-    if tf is None:
-        raise ImportError(
-            f"{name} runs on TensorFlow ops (eagerly and inside tf.data) on "
-            "every Keras backend. Install it with `pip install tensorflow`."
-        )
-    return tf
-
-
-def check_rate(name, value, low, high, open_low=False, open_high=False):
-    """`value` as a float in the interval, or a `ValueError` naming `name`."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        ok = (value > low if open_low else value >= low) and (
-            value < high if open_high else value <= high
-        )
-    if not ok:
-        interval = ("(" if open_low else "[") + f"{low}, {high}"
-        interval += ")" if open_high else "]"
-        raise ValueError(
-            f"`{name}` must be a number in {interval}. "
-            f"Received: {name}={value!r}"
-        )
-    return float(value)
-
-
-def check_replacement_rates(rates):
-    """`None` or a `(mask, random, keep)` triple of floats, or raises."""
-    if rates is None:
-        return None
-    message = (
-        "`mask_token_replacement_rates` must be None or three "
-        "non-negative numbers (mask, random, keep) summing to 1. "
-        f"Received: mask_token_replacement_rates={rates!r}"
-    )
-    if not isinstance(rates, (list, tuple)) or len(rates) != 3:
-        raise ValueError(message)
-    if not all(
-        isinstance(r, numbers.Real) and not isinstance(r, bool) and r >= 0
-        for r in rates
-    ):
-        raise ValueError(message)
-    if abs(sum(rates) - 1.0) > 1e-6:
-        raise ValueError(message)
-    return tuple(float(r) for r in rates)
-
-
-def check_seed(seed):
-    """`None` or an int64 seed, or raises."""
-    if seed is None:
-        return None
-    seed = check_int("seed", seed, -(2**63))
-    if seed >= 2**63:
-        raise ValueError(f"`seed` must fit in int64. Received: seed={seed}")
-    return seed
 
 
 def _select(allowed, choice, chunk=32):
@@ -553,7 +487,6 @@ class UniLMv2BlockwiseMaskGenerator(keras.layers.Layer):
         return self._generate_fn(token_ids, self._base_seeds(token_ids))
 
     def call(self, token_ids):
-        _require_tf(type(self).__name__)
         with tf.device("cpu"):
             token_ids, batched = self._check_input(token_ids)
             out = self._generate_tf(token_ids)

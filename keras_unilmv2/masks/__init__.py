@@ -23,8 +23,7 @@ implementations of it, chosen with `ops=`:
 - `ops="keras"`: `keras.ops` of the current backend, for use inside a model
   at run time (e.g. building a decoding mask in a `generate_step`).
 
-Both give the same values. TensorFlow is imported only when `ops="tf"` is
-used, so `import keras_unilmv2` works without it.
+Both give the same values.
 
 Conventions:
 

@@ -81,13 +81,6 @@ def array_ops(ops):
         if ops == "keras":
             modules = (keras.ops,)
         else:
-            try:
-                import tensorflow  # noqa: F401
-            except ImportError as e:
-                raise ImportError(
-                    "`ops='tf'` needs TensorFlow (`pip install tensorflow`). "
-                    "Pass `ops='keras'` to build masks with `keras.ops`."
-                ) from e
             from keras.src.utils.backend_utils import DynamicBackend
 
             tf_backend = DynamicBackend("tensorflow")

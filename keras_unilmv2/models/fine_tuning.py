@@ -14,6 +14,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_unilmv2.utils.jax_guard import keep_weights_on_error
 from keras_unilmv2.utils.schedules import FineTuningSchedule
@@ -79,11 +80,6 @@ def default_optimizer(learning_rate, warmup_fraction=WARMUP_FRACTION, total_step
 
 
 def _is_tf_dataset(x):
-    # TensorFlow is imported lazily: the backbone works without it.
-    if "tensorflow" not in type(x).__module__:
-        return False
-    import tensorflow as tf
-
     return isinstance(x, tf.data.Dataset)
 
 
@@ -186,7 +182,6 @@ def shuffled_dataset(x, y=None, sample_weight=None, batch_size=None, seed=None):
     if n == 0:
         raise ValueError("`x` is an empty batch: there is nothing to train on.")
     _check_same_length(data)
-    import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices(data)
     return dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(

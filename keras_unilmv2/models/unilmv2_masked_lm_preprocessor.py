@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras_hub.models import MaskedLMPreprocessor
 from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs_python
 from keras_hub.src.utils.tensor_utils import convert_to_numpy
@@ -175,7 +176,6 @@ class UniLMv2MaskedLMPreprocessor(
         return outputs if batched else outputs[0]
 
     def _tokenize_tf(self, segment):
-        import tensorflow as tf  # The TensorFlow workflow only.
 
         segment = tf.convert_to_tensor(segment)
         unbatched = segment.shape.rank == 0
@@ -229,7 +229,6 @@ class UniLMv2MaskedLMPreprocessor(
 
     @preprocessing_function
     def _call_tf(self, x, y=None, sample_weight=None):
-        import tensorflow as tf  # The TensorFlow workflow only.
 
         token_ids, segment_ids = self.packer(
             tuple(self._tokenize_tf(segment) for segment in x)
@@ -286,7 +285,6 @@ class UniLMv2MaskedLMPreprocessor(
 
     @preprocessing_function
     def _fill_mask_tf(self, x):
-        import tensorflow as tf  # The TensorFlow workflow only.
 
         token_ids, segment_ids = self.packer(
             tuple(self._tokenize_tf(segment) for segment in x)

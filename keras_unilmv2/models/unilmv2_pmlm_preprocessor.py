@@ -4,32 +4,19 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras_hub.models import Preprocessor
 
 from keras_unilmv2 import masks
 from keras_unilmv2.layers.blockwise_mask_generator import CompiledInGraphs
-from keras_unilmv2.layers.blockwise_mask_generator import (
-    UniLMv2BlockwiseMaskGenerator,
-)
-from keras_unilmv2.layers.blockwise_mask_generator import check_rate
-from keras_unilmv2.layers.blockwise_mask_generator import (
-    check_replacement_rates,
-)
-from keras_unilmv2.layers.blockwise_mask_generator import check_seed
+from keras_unilmv2.layers.blockwise_mask_generator import UniLMv2BlockwiseMaskGenerator
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
 from keras_unilmv2.utils.checks import check_int
+from keras_unilmv2.utils.checks import check_rate
+from keras_unilmv2.utils.checks import check_replacement_rates
 from keras_unilmv2.utils.preset_utils import PresetMixin
-
-# TensorFlow runs this preprocessor (eagerly and inside tf.data) on every
-# Keras backend, but `import keras_unilmv2` must work without it.
-try:
-    import tensorflow as tf
-
-    if not hasattr(tf, "executing_eagerly"):  # a half-uninstalled package
-        tf = None
-except ImportError:
-    tf = None
+from keras_unilmv2.utils.seeding import check_seed
 
 _REQUIRED_TOKEN_IDS = (
     "cls_token_id",
@@ -37,16 +24,6 @@ _REQUIRED_TOKEN_IDS = (
     "pad_token_id",
     "mask_token_id",
 )
-def _require_tf():
-    if tf is None:
-        raise ImportError(
-            "UniLMv2PMLMPreprocessor runs on TensorFlow ops (eagerly and "
-            "inside tf.data) on every Keras backend. Install it with "
-            "`pip install tensorflow tensorflow-text`."
-        )
-    return tf
-
-
 def default_max_predictions(sequence_length, mask_rate, max_span_length):
     """The default `max_predictions` of `UniLMv2PMLMPreprocessor`.
 
@@ -319,7 +296,6 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
             self._settings()
         ):
             return
-        _require_tf()
         tokenizer = self.tokenizer
         ids = {}
         for attr in _REQUIRED_TOKEN_IDS:
@@ -514,7 +490,6 @@ class UniLMv2PMLMPreprocessor(PresetMixin, Preprocessor):
     # -- Layer API ------------------------------------------------------------
 
     def call(self, x, y=None, sample_weight=None):
-        _require_tf()
         if y is not None or sample_weight is not None:
             raise ValueError(
                 "UniLMv2PMLMPreprocessor makes its own labels and weights; "

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras_hub.layers import StartEndPacker
 from keras_hub.models import Preprocessor
 from keras_hub.src.utils.tensor_utils import no_convert_scope
@@ -139,7 +140,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
 
     def _pack(self, tokens, length, start, end):
         """`[batch, length]` int32 ids and the number of real slots."""
-        import tensorflow as tf
 
         if not self.built:
             self.build(None)
@@ -156,7 +156,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
     # --- tokenization -------------------------------------------------------
 
     def _tokenize(self, inputs, name):
-        import tensorflow as tf
 
         if isinstance(inputs, (list, tuple)) and not inputs or (
             hasattr(inputs, "shape")
@@ -194,7 +193,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
 
     @staticmethod
     def _as_batch(tokens):
-        import tensorflow as tf
 
         if isinstance(tokens, tf.RaggedTensor):
             return tokens, False
@@ -211,7 +209,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
     @staticmethod
     def _check_batch_sizes(source, target, source_unbatched, target_unbatched):
         """One target per source: same batch size, both batched or not."""
-        import tensorflow as tf
 
         message = (
             "`encoder_text` and `decoder_text` must hold the same number of "
@@ -256,7 +253,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         packed ids (`keras_unilmv2.utils.seeding`): the same eagerly and in
         `tf.data`, whatever the batch.
         """
-        import tensorflow as tf
 
         target_length = self.decoder_sequence_length
         vocabulary_size = self.tokenizer.vocabulary_size()
@@ -299,7 +295,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         return tf.map_fn(draw, both, fn_output_signature=signature)
 
     def _noise(self, source, target, num_source, num_target):
-        import tensorflow as tf
 
         t = self.tokenizer
         shape = tf.shape(target)
@@ -325,7 +320,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
     # --- layers API ---------------------------------------------------------
 
     def call(self, x, y=None, sample_weight=None):
-        import tensorflow as tf
 
         if not isinstance(x, dict) or set(x) != {"encoder_text", "decoder_text"}:
             raise ValueError(
@@ -391,7 +385,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
         )
         ```
         """
-        import tensorflow as tf
 
         prompt = None
         if isinstance(x, dict):
@@ -438,7 +431,6 @@ class UniLMv2Seq2SeqLMPreprocessor(PresetMixin, Preprocessor):
 
     def _pack_prompt(self, prompt, target_length, batch, unbatched):
         """`decoder_text` prompts -> `[batch, target_length]` ids and mask."""
-        import tensorflow as tf
 
         if isinstance(prompt, np.ndarray) and prompt.dtype.kind in "OSU":
             prompt = prompt.tolist()

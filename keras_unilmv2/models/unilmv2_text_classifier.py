@@ -4,6 +4,7 @@ import numbers
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras_hub.models import TextClassifier
 
 from keras_unilmv2.models.fine_tuning import FineTuningMixin
@@ -17,7 +18,6 @@ from keras_unilmv2.utils.preprocessing import in_tf_graph
 from keras_unilmv2.utils.preprocessing import is_text
 from keras_unilmv2.utils.preprocessing import standardize_segments
 from keras_unilmv2.utils.preset_utils import PresetMixin
-from keras_unilmv2.utils.text import loaded_tf
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -29,12 +29,11 @@ def _initializer():
 def _is_array_like(value):
     if value is None or isinstance(value, (str, bytes, dict)):
         return False
-    tf = loaded_tf()
-    if tf is not None and isinstance(value, tf.data.Dataset):
+    if isinstance(value, tf.data.Dataset):
         return False
     return isinstance(value, (list, tuple, np.ndarray, numbers.Number)) or (
         keras.ops.is_tensor(value)
-        or (tf is not None and isinstance(value, tf.Tensor))
+        or (isinstance(value, tf.Tensor))
     )
 
 
@@ -207,8 +206,7 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
     def _check_labels_eager(self, y):
         if self.num_classes == 1 or not _is_array_like(y):
             return
-        tf = loaded_tf()
-        if tf is not None and isinstance(y, tf.Tensor):
+        if isinstance(y, tf.Tensor):
             y = y.numpy()
         if keras.ops.is_tensor(y):
             y = keras.ops.convert_to_numpy(y)
@@ -237,7 +235,6 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
 
     def _check_labels_graph(self, y):
         """Checks labels inside `tf.data`; the pipeline fails on bad ones."""
-        import tensorflow as tf  # Only reached while tracing TensorFlow.
 
         if self.num_classes == 1 or not isinstance(y, tf.Tensor):
             return y

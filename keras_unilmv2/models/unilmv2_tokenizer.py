@@ -4,6 +4,8 @@ import os
 import re
 
 import keras
+import tensorflow as tf
+import tensorflow_text as tf_text
 from keras.src.saving import serialization_lib
 from keras_hub.tokenizers import WordPieceTokenizer
 
@@ -260,9 +262,6 @@ class UniLMv2Tokenizer(PresetMixin, WordPieceTokenizer):
         )
 
     def _normalize_tf(self, inputs, special_tokens):
-        # Runs only on the TensorFlow path, where TensorFlow is loaded.
-        import tensorflow as tf
-        import tensorflow_text as tf_text
 
         if isinstance(inputs, tf.RaggedTensor):
             return inputs.with_flat_values(

@@ -11,6 +11,8 @@ itself is `keras_unilmv2.pretraining.streaming.streaming_dataset`.
 import math
 import os
 
+import tensorflow as tf
+
 from keras_unilmv2.utils.corpus import rst_paragraphs
 
 TEXT_SUFFIXES = (".txt", ".text")
@@ -105,7 +107,6 @@ def training_dataset(texts, make_preprocessor, batch_size, total_batches, seed, 
     `(texts, seed, batch index)` alone: a resumed run `skip_batches` the
     batches it already trained on and continues on exactly the same data.
     """
-    import tensorflow as tf
 
     per_pass = len(texts) // batch_size
     if per_pass < 1:
@@ -129,7 +130,6 @@ def training_dataset(texts, make_preprocessor, batch_size, total_batches, seed, 
 def evaluation_dataset(texts, preprocessor, batch_size, drop_remainder=False):
     """The held-out batches, in order (the last one partial unless
     `drop_remainder`)."""
-    import tensorflow as tf
 
     return (
         tf.data.Dataset.from_tensor_slices(texts)

@@ -19,6 +19,8 @@ own `--process-id`, and they meet at `--coordinator-address HOST:PORT`.
 import contextlib
 import re
 
+import tensorflow as tf
+
 _STATE = {"num_processes": 1, "process_id": 0}
 
 
@@ -152,7 +154,6 @@ def shard_batches(dataset, batch_size):
     `batch_size`, `b = batch_size // N` (the whole dataset for one process).
     Keras assembles the global batch from the shares
     (`jax.make_array_from_process_local_data`)."""
-    import tensorflow as tf
 
     count = process_count()
     if count == 1:

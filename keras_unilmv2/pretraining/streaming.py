@@ -10,6 +10,8 @@ of at most `sequence_length - 2` tokens (the preprocessor adds `[CLS]` and
 
 import os
 
+import tensorflow as tf
+
 from keras_unilmv2.utils.checks import check_int
 
 
@@ -49,7 +51,6 @@ def pack_chunks(documents, continuation, sep_id, chunk_length):
         whole words as fit in `chunk_length` tokens. A single word longer
         than `chunk_length` is the only thing ever cut inside.
     """
-    import tensorflow as tf
 
     continuation = tf.constant(continuation)
     vocabulary_size = int(continuation.shape[0])
@@ -164,7 +165,6 @@ def streaming_dataset(
     pmlm.fit(ds, steps_per_epoch=1000)
     ```
     """
-    import tensorflow as tf
 
     files = _check_files(files)
     sequence_length = check_int("sequence_length", sequence_length, 3)
@@ -197,7 +197,9 @@ def streaming_dataset(
             f"`sep_token_id`. Received: tokenizer={tokenizer!r}"
         )
     if preprocessor is None:
-        from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
+        from keras_unilmv2.models.unilmv2_pmlm_preprocessor import (
+            UniLMv2PMLMPreprocessor,
+        )
 
         preprocessor = UniLMv2PMLMPreprocessor(tokenizer, sequence_length=sequence_length, seed=seed)
 

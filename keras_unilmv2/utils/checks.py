@@ -48,6 +48,27 @@ def check_rate(name, value, low=0, high=1, open_low=False, open_high=False):
     return float(value)
 
 
+def check_replacement_rates(rates):
+    """`None` or a `(mask, random, keep)` triple of floats, or raises."""
+    if rates is None:
+        return None
+    message = (
+        "`mask_token_replacement_rates` must be None or three "
+        "non-negative numbers (mask, random, keep) summing to 1. "
+        f"Received: mask_token_replacement_rates={rates!r}"
+    )
+    if not isinstance(rates, (list, tuple)) or len(rates) != 3:
+        raise ValueError(message)
+    if not all(
+        isinstance(r, numbers.Real) and not isinstance(r, bool) and r >= 0
+        for r in rates
+    ):
+        raise ValueError(message)
+    if abs(sum(rates) - 1.0) > 1e-6:
+        raise ValueError(message)
+    return tuple(float(r) for r in rates)
+
+
 def check_choice(name, value, choices):
     """Returns `value` if it is one of `choices`, or raises."""
     if value not in choices:

@@ -17,6 +17,7 @@ failure at the start assigns them back.
 """
 
 import keras
+import tensorflow as tf
 
 
 class _Snapshot(keras.callbacks.Callback):
@@ -35,7 +36,6 @@ class _Snapshot(keras.callbacks.Callback):
             variables += list(optimizer.variables)
         variables += list(getattr(model, "metrics_variables", []))
         if keras.config.backend() == "tensorflow":
-            import tensorflow as tf
 
             self.values = [(v, tf.identity(v.value)) for v in variables]
         else:

@@ -1,13 +1,9 @@
-"""Helpers shared by the task preprocessors: text inputs and segments.
-
-They look at TensorFlow only when it is loaded (`loaded_tf`): `import
-keras_unilmv2` does not import it (see `keras_unilmv2/utils/text.py`).
-"""
+"""Helpers shared by the task preprocessors: text inputs and segments."""
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from keras_unilmv2.utils.text import loaded_tf
 from keras_unilmv2.utils.text import map_strings
 
 TRUNCATE_MODES = ("round_robin", "waterfall")
@@ -15,16 +11,14 @@ TRUNCATE_MODES = ("round_robin", "waterfall")
 
 def in_tf_graph():
     """True while tracing a `tf.function` or a `tf.data` map function."""
-    tf = loaded_tf()
-    return tf is not None and not tf.executing_eagerly()
+    return not tf.executing_eagerly()
 
 
 def is_text(value):
     """Whether `value` is a string or a batch of strings (any container)."""
     if isinstance(value, (str, bytes)):
         return True
-    tf = loaded_tf()
-    if tf is not None and isinstance(value, (tf.Tensor, tf.RaggedTensor)):
+    if isinstance(value, (tf.Tensor, tf.RaggedTensor)):
         return value.dtype == tf.string
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "US":

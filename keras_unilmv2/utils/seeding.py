@@ -13,6 +13,8 @@ TensorFlow ops on every Keras backend, but `import keras_unilmv2` does not
 need TensorFlow (`tests/test_masks.py` checks this).
 """
 
+import tensorflow as tf
+
 from keras_unilmv2.utils.checks import check_int
 
 _INT64_MIN = -(2**63)
@@ -50,7 +52,6 @@ def example_seeds(seed, token_ids, streams):
     noise = tf.map_fn(draw, packed_ids, fn_output_signature=tf.float32)
     ```
     """
-    import tensorflow as tf
 
     if seed is None:
         base = tf.random.uniform([2], 0, 2**62, dtype=tf.int64)

@@ -4,26 +4,11 @@ The BERT / UniLM "basic tokenizer" cleaning, in Python and in TensorFlow,
 and a mapper over the strings of a nested eager input.
 """
 
-import sys
 import unicodedata
 
 import numpy as np
-
-# TensorFlow is a dependency, but eager tokenization runs in pure Python and
-# `import keras_unilmv2` does not import TensorFlow (the tokenizer and mask
-# tests check this). The `*_tf` functions, which only run while TensorFlow
-# traces, import it themselves; `loaded_tf` tells the others whether a value
-# can be a TensorFlow tensor at all.
-
-
-def loaded_tf():
-    """The `tensorflow` module if something imported it, else None.
-
-    A value cannot be a `tf.Tensor`, nor code be tracing a `tf.function`,
-    before `tensorflow` is imported.
-    """
-    return sys.modules.get("tensorflow")
-
+import tensorflow as tf
+import tensorflow_text as tf_text
 
 # Text cleaning of the original BERT / UniLM "basic tokenizer", which the
 # keras-hub pre-tokenizer does not do: NUL, U+FFFD and control or format
@@ -78,8 +63,6 @@ def normalize_text(text, lowercase, strip_accents):
 
 def normalize_text_tf(text, lowercase, strip_accents):
     """The same steps as `normalize_text` on a string tensor."""
-    import tensorflow as tf
-    import tensorflow_text as tf_text
 
     text = tf.strings.regex_replace(text, _RE2_DELETE_PATTERN, "")
     text = tf.strings.regex_replace(text, _RE2_SPACE_PATTERN, " ")
@@ -121,7 +104,6 @@ def assert_utf8_tf(inputs):
     `tf.errors.InvalidArgumentError` (message `UTF8_ERROR`) when a string
     is not valid UTF-8, the graph counterpart of `decode_utf8`.
     """
-    import tensorflow as tf
 
     if isinstance(inputs, tf.RaggedTensor):
         return inputs.with_flat_values(assert_utf8_tf(inputs.flat_values))
@@ -147,10 +129,9 @@ def map_strings(inputs, fn):
         return fn(decode_utf8(inputs))
     if isinstance(inputs, str):
         return fn(inputs)
-    tf = loaded_tf()
-    if tf is not None and isinstance(inputs, tf.RaggedTensor):
+    if isinstance(inputs, tf.RaggedTensor):
         inputs = inputs.to_list()
-    elif tf is not None and isinstance(inputs, tf.Tensor):
+    elif isinstance(inputs, tf.Tensor):
         inputs = inputs.numpy()  # bytes for a scalar, else an array
     if isinstance(inputs, np.ndarray):
         if inputs.dtype.kind not in "SUO":
