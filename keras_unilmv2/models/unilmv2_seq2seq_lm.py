@@ -141,8 +141,11 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
     `[source | target | pseudo copies of target]` under the pseudo-mask
     attention rule and scores the pseudo slots through the pretrained tied
     LM head (`backbone.lm_head`); generation encodes the source once into
-    the backbone's own key/value cache, then each step feeds
-    `[previous token, [MASK]]` and reads the prediction at `[MASK]`.
+    a key/value cache of the backbone's layers (`_build_cache`), then each
+    step (`call_with_cache`) feeds `[previous token, [MASK]]` and reads the
+    prediction at `[MASK]`. The task owns the cache and the step; the
+    backbone's layers take `cache`/`cache_update_index`/`context`
+    arguments, as keras-hub's cached attention does.
 
     `generate()` works with keras-hub's samplers (`"greedy"`, `"top_k"`,
     `"top_p"`, ...) and with `keras_unilmv2.samplers.UniLMv2BeamSampler`
