@@ -5,7 +5,6 @@ import math
 import keras
 from keras import ops
 
-from keras_unilmv2.layers import direct_call as fast
 
 
 def _fused_attention_supported(dtype):
@@ -52,6 +51,42 @@ def _select_queries(hidden_states, bias, positions):
     return queries, bias
 
 
+class _ContextGroups:
+    """Query rows grouped by the context row they read.
+
+    Rows `i * g ... i * g + g - 1` of a `[batch, heads, new, n]` tensor
+    (`g = batch // context_batch`, e.g. the `g` beams of example `i`) become
+    row `i` of `[context_batch, heads, g * new, n]` (`join`), and back
+    (`split`): a context shared by `g` rows is read once. With one query row
+    per context row (static shapes) both are the identity.
+    """
+
+    def __init__(self, batch, context_batch, heads, length):
+        self.batch, self.context_batch = batch, context_batch
+        self.heads, self.length = heads, length
+        self.grouped = not (
+            isinstance(batch, int)
+            and isinstance(context_batch, int)
+            and batch == context_batch
+        )
+
+    def join(self, x):  # [b * g, h, new, n] -> [b, h, g * new, n]
+        if not self.grouped:
+            return x
+        n = x.shape[-1]
+        x = ops.reshape(x, (self.context_batch, -1, self.heads, self.length, n))
+        x = ops.transpose(x, (0, 2, 1, 3, 4))
+        return ops.reshape(x, (self.context_batch, self.heads, -1, n))
+
+    def split(self, x):  # [b, h, g * new, n] -> [b * g, h, new, n]
+        if not self.grouped:
+            return x
+        n = x.shape[-1]
+        x = ops.reshape(x, (self.context_batch, self.heads, -1, self.length, n))
+        x = ops.transpose(x, (0, 2, 1, 3, 4))
+        return ops.reshape(x, (self.batch, self.heads, self.length, n))
+
+
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
 class UniLMv2Attention(keras.layers.Layer):
     """UniLMv2 self-attention: `softmax(QK^T / sqrt(d) + bias) V`.
@@ -76,37 +111,32 @@ class UniLMv2Attention(keras.layers.Layer):
         hidden_states: `[batch, length, hidden_dim]`.
         attention_bias: optional additive bias broadcastable to
             `[batch, num_heads, length, key_length]`; masked keys carry
-            `-10000` (the reference value), so a fully masked row stays finite.
+            `-10000` (the reference value), so a fully masked row stays
+            finite. With a `context` and/or a `cache` the keys are
+            `[context slots | cache slots]`.
         cache: optional `(keys, values)`: this layer's keys
             `[batch, num_heads, key_dim, max_length]` and values `[batch,
-            num_heads, max_length, key_dim]` of earlier slots (see
-            `UniLMv2Backbone.build_cache`). With a cache, the new keys/values are written at
-            `cache_update_index` and the queries attend over the whole cache
-            (`attention_bias` must then cover `max_length` keys).
+            num_heads, max_length, key_dim]` (zeros for a new cache). The
+            new keys/values are written at `cache_update_index` (into a
+            copy: the given cache is left as it was) and the queries attend
+            over every cache slot; the call returns `(outputs, cache)`, as
+            keras-hub's `CachedMultiHeadAttention`.
         cache_update_index: int (or scalar tensor), the slot of the first new
             token in the cache.
         context: optional read-only `(keys, values)` in the cache layout,
-            with `context_batch` rows and `context_length` slots, of slots encoded earlier
-            (the source during generation). The queries attend over the
-            context and the cache under one softmax. `context_batch` may
-            divide `batch`: query rows `i * g ... i * g + g - 1`
-            (`g = batch // context_batch`, e.g. the `g` beams of example `i`)
-            share context row `i`, which is therefore never copied per beam.
-        context_bias: additive bias for the context keys, broadcastable to
-            `[batch, num_heads, length, context_length]`.
+            with `context_batch` rows and `context_length` slots, of slots
+            encoded earlier (the source during generation). The queries
+            attend over the context and the cache under one softmax.
+            `context_batch` may divide `batch`: query rows
+            `i * g ... i * g + g - 1` (`g = batch // context_batch`, e.g.
+            the `g` beams of example `i`) share context row `i`, which is
+            therefore never copied per beam.
         training: bool, dropout switch. The cached path (a `cache` or a
-            `context`) is for inference: it applies no dropout.
+            `context`) is for inference: it applies no attention dropout.
         output_positions: optional int `[batch, rows]`: compute the
             output only at these slots (their queries attend over every
             slot); the result is `[batch, rows, hidden_dim]`. Not with a
             cache or context.
-        in_place: bool, on torch outside autograd, write the new keys and
-            values into the given cache's buffers instead of copies (the
-            caller must not need the old cache; generation does not). JAX
-            and TensorFlow ignore it (XLA updates loop buffers in place).
-        prepared: optional, this layer's `prepare_decoding()`: its
-            projections with their weights read once, for a decoding loop
-            (cached path only; by default they are prepared per call).
 
     Returns:
         The attention output `[batch, length, hidden_dim]`, and the updated
@@ -116,6 +146,11 @@ class UniLMv2Attention(keras.layers.Layer):
     >>> layer = UniLMv2Attention(num_heads=2, key_dim=4)
     >>> layer(keras.random.normal((1, 3, 8))).shape
     (1, 3, 8)
+    >>> cache = (keras.ops.zeros((1, 2, 4, 5)), keras.ops.zeros((1, 2, 5, 4)))
+    >>> out, cache = layer(keras.random.normal((1, 2, 8)), cache=cache,
+    ...     cache_update_index=0)  # slots 0-1 written, 2-4 still zeros
+    >>> out.shape
+    (1, 2, 8)
     """
 
     def __init__(
@@ -168,22 +203,17 @@ class UniLMv2Attention(keras.layers.Layer):
         cache=None,
         cache_update_index=None,
         context=None,
-        context_bias=None,
         training=None,
-        in_place=False,
         output_positions=None,
-        prepared=None,
     ):
         if cache is not None or context is not None:
-            return self._decode(
-                hidden_states,
-                attention_bias,
-                cache,
-                cache_update_index,
-                context,
-                context_bias,
-                in_place,
-                prepared,
+            if output_positions is not None:
+                raise ValueError(
+                    "`output_positions` cannot be combined with a `cache` or "
+                    f"`context`. Received: output_positions={output_positions!r}"
+                )
+            return self._cached_call(
+                hidden_states, attention_bias, cache, cache_update_index, context
             )
         queries = hidden_states
         if attention_bias is not None:
@@ -202,110 +232,61 @@ class UniLMv2Attention(keras.layers.Layer):
         )
         return self.output_dense(attended)
 
-    def prepare_decoding(self):
-        """The cached path's projections, their weights read once.
-
-        A decoding loop prepares them once per generation and passes them
-        as `prepared` at every step (see `direct_call.prepare`).
-        """
-        return {
-            name: fast.prepare(dense)
-            for name, dense in (
-                ("query", self.query_dense),
-                ("key", self.key_dense),
-                ("value", self.value_dense),
-                ("output", self.output_dense),
-            )
-        }
-
-    def _decode(
-        self,
-        hidden_states,
-        bias,
-        cache,
-        cache_update_index,
-        context,
-        context_bias,
-        in_place,
-        prepared=None,
-    ):
+    def _cached_call(self, hidden_states, bias, cache, cache_update_index, context):
         """Attention of new queries over `[context | cache]` (inference).
 
         Cached keys are stored `[batch, heads, dim, slots]` and values
         `[batch, heads, slots, dim]`: both products are then plain batched
-        matrix products that read the cache in place, and a decoding step
-        copies nothing but its new slots. The context and the cache are not
-        concatenated: their scores share one softmax and each set's values
-        are weighted separately. Queries are grouped by context row, so a
-        context shared by `g` beams is read once per example.
-
-        Sublayers and tensor ops run without Keras' per-call overhead (see
-        `keras_unilmv2.layers.direct_call`): on eager torch it dominates a
-        decoding step.
+        matrix products, and a step writes only its new slots. The context
+        and the cache are not concatenated: their scores share one softmax
+        and each set's values are weighted separately. Queries are grouped
+        by context row, so a context shared by `g` beams is read once per
+        example.
         """
         if cache is not None and cache_update_index is None:
-            raise ValueError("`cache_update_index` is required when a `cache` is given.")
-        batch, length = fast.shape(hidden_states)[:2]
+            raise ValueError(
+                "`cache_update_index` is required when a `cache` is given. "
+                "Received: cache_update_index=None"
+            )
+        batch, length = ops.shape(hidden_states)[:2]
         heads, dim = self.num_heads, self.key_dim
-        prepared = prepared or self.prepare_decoding()
 
-        def project(name, axes):
-            x = fast.reshape(prepared[name](hidden_states), (batch, length, heads, dim))
-            return fast.transpose(x, axes)
+        def project(dense, axes):
+            x = ops.reshape(dense(hidden_states), (batch, length, heads, dim))
+            return ops.transpose(x, axes)
 
-        query = project("query", (0, 2, 1, 3))  # [batch, heads, new, dim]
-        key = project("key", (0, 2, 3, 1))  # [batch, heads, dim, new]
-        value = project("value", (0, 2, 1, 3))  # [batch, heads, new, dim]
+        query = project(self.query_dense, (0, 2, 1, 3))  # [batch, heads, new, dim]
+        key = project(self.key_dense, (0, 2, 3, 1))  # [batch, heads, dim, new]
+        value = project(self.value_dense, (0, 2, 1, 3))  # [batch, heads, new, dim]
         if cache is not None:
             # In place under XLA: the cache is a loop-carried buffer.
-            key = fast.slice_update(cache[0], 3, cache_update_index, key, in_place)
-            value = fast.slice_update(cache[1], 2, cache_update_index, value, in_place)
+            index = cache_update_index
+            key = ops.slice_update(cache[0], (0, 0, 0, index), ops.cast(key, cache[0].dtype))
+            value = ops.slice_update(
+                cache[1], (0, 0, index, 0), ops.cast(value, cache[1].dtype)
+            )
             cache = (key, value)
         query = query * (1.0 / math.sqrt(dim))  # a weak scalar: keeps the dtype
-        scores = fast.matmul(query, key)
-        if bias is not None:
-            scores = scores + fast.cast(bias, scores.dtype)
+        scores = ops.matmul(query, key)
         if context is not None:
             context_key, context_value = context
-            context_batch = fast.shape(context_key)[0]
-            context_length = fast.shape(context_key)[3]
-            # With one query row per context row (greedy decoding, static
-            # shapes) the grouping is the identity.
-            grouped = not (
-                isinstance(batch, int)
-                and isinstance(context_batch, int)
-                and batch == context_batch
-            )
-
-            def to_groups(x):  # [b * g, h, new, n] -> [b, h, g * new, n]
-                if not grouped:
-                    return x
-                x = fast.reshape(x, (context_batch, -1, heads, length, x.shape[-1]))
-                x = fast.transpose(x, (0, 2, 1, 3, 4))
-                return fast.reshape(x, (context_batch, heads, -1, x.shape[-1]))
-
-            def from_groups(x):  # [b, h, g * new, n] -> [b * g, h, new, n]
-                if not grouped:
-                    return x
-                x = fast.reshape(x, (context_batch, heads, -1, length, x.shape[-1]))
-                x = fast.transpose(x, (0, 2, 1, 3, 4))
-                return fast.reshape(x, (batch, heads, length, x.shape[-1]))
-
-            context_scores = from_groups(fast.matmul(to_groups(query), context_key))
-            if context_bias is not None:
-                context_scores = context_scores + fast.cast(
-                    context_bias, context_scores.dtype
-                )
-            scores = fast.concatenate([context_scores, scores], axis=-1)
-        probs = fast.softmax_float32(scores)
+            groups = _ContextGroups(batch, ops.shape(context_key)[0], heads, length)
+            context_scores = groups.split(ops.matmul(groups.join(query), context_key))
+            scores = ops.concatenate([context_scores, scores], axis=-1)
+        if bias is not None:
+            scores = scores + ops.cast(bias, scores.dtype)
+        probs = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), scores.dtype)
         if context is None:
-            output = fast.matmul(probs, value)
+            output = ops.matmul(probs, value)
         else:
-            context_probs = to_groups(probs[..., :context_length])
-            output = from_groups(fast.matmul(context_probs, context_value))
-            output = output + fast.matmul(probs[..., context_length:], value)
-        output = fast.reshape(fast.transpose(output, (0, 2, 1, 3)), (batch, length, heads * dim))
-        output = prepared["output"](output)
+            context_length = ops.shape(context_key)[3]
+            context_probs = groups.join(probs[..., :context_length])
+            output = groups.split(ops.matmul(context_probs, context_value))
+            output = output + ops.matmul(probs[..., context_length:], value)
+        output = ops.reshape(
+            ops.transpose(output, (0, 2, 1, 3)), (batch, length, heads * dim)
+        )
+        output = self.output_dense(output)
         if cache is not None:
             return output, cache
         return output

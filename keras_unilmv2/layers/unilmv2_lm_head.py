@@ -1,9 +1,8 @@
 """The pretrained masked-LM head, tied to the word embeddings."""
 
 import keras
+from keras import ops
 
-from keras_unilmv2.layers import direct_call as fast
-from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.layers.unilmv2_attention import select_rows
 
 
@@ -68,39 +67,14 @@ class UniLMv2LMHead(keras.layers.Layer):
     def call(self, hidden_states, positions=None):
         if positions is not None:
             hidden_states = select_rows(hidden_states, positions)
-        # No training-dependent sublayers here: direct calls are exact
-        # (and fall back to `__call__` under mixed precision).
-        return self._logits(
-            hidden_states,
-            lambda x: call_layer(self.transform_dense, x),
-            lambda x: call_layer(self.transform_layer_norm, x),
-            lambda x: call_layer(self.token_embedding, x, reverse=True),
-            self.output_bias.value,
-        )
-
-    def prepare_decoding(self):
-        """`self(hidden_states)` for a decoding loop, its weights read once.
-
-        Returns a function of `[batch, length, hidden_dim]` hidden states;
-        a decoding loop prepares it once per generation (see
-        `direct_call.prepare`: on a torch CPU model this holds a transposed
-        copy of the tied embedding table, which the per-step projection
-        reads about 1.7x faster).
-        """
-        transform = fast.prepare(self.transform_dense)
-        norm = fast.prepare(self.transform_layer_norm)
-        project = fast.prepare(self.token_embedding, reverse=True)
-        bias = self.output_bias.value
-        return lambda x: self._logits(x, transform, norm, project, bias)
-
-    def _logits(self, hidden_states, transform, norm, project, bias):
-        logits = project(norm(transform(hidden_states)))
+        x = self.transform_layer_norm(self.transform_dense(hidden_states))
+        logits = self.token_embedding(x, reverse=True)
         # Keras' Embedding layers do not autocast their table, so under a
         # mixed policy the tied projection comes back in float32 here;
         # return the compute dtype, as every other layer does (losses cast
         # to float32 themselves).
-        logits = fast.cast(logits, self.compute_dtype)
-        return logits + fast.cast(bias, self.compute_dtype)
+        logits = ops.cast(logits, self.compute_dtype)
+        return logits + ops.cast(self.output_bias, self.compute_dtype)
 
     def compute_output_shape(self, hidden_states_shape, positions_shape=None):
         length = hidden_states_shape[1]

@@ -2,7 +2,6 @@
 
 import keras
 
-from keras_unilmv2.layers import direct_call as fast
 from keras_unilmv2.layers.unilmv2_attention import UniLMv2Attention
 from keras_unilmv2.layers.unilmv2_attention import rows_output_shape
 from keras_unilmv2.layers.unilmv2_attention import select_rows
@@ -29,19 +28,13 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         attention_bias: additive attention bias, see `UniLMv2Attention`.
         cache, cache_update_index: the key/value cache of this layer, see
             `UniLMv2Attention`. With a cache, the call returns
-            `(outputs, cache)`. The cached path is for inference (no
-            dropout).
-        context, context_bias: read-only keys/values of earlier slots (the
-            source during generation) and their bias, see `UniLMv2Attention`.
-        in_place: bool, update the cache's buffers in place on torch, see
-            `UniLMv2Attention`.
+            `(outputs, cache)`.
+        context: read-only keys/values of earlier slots (the source during
+            generation), see `UniLMv2Attention`.
         output_positions: optional int `[batch, rows]`: the block's output
             only at these slots, `[batch, rows, hidden_dim]` (queries,
             residuals and feed-forward for those rows; keys and values from
             every slot). Not with a cache or context.
-        prepared: optional, this layer's `prepare_decoding()` (cached path
-            only): its sublayers with their weights read once, for a
-            decoding loop; by default they are prepared per call.
         training: bool.
 
     Example:
@@ -124,29 +117,20 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         cache=None,
         cache_update_index=None,
         context=None,
-        context_bias=None,
         training=None,
-        in_place=False,
         output_positions=None,
-        prepared=None,
     ):
-        if cache is not None or context is not None:
-            return self._decode(
-                hidden_states,
-                attention_bias,
-                cache,
-                cache_update_index,
-                context,
-                context_bias,
-                in_place,
-                prepared,
-            )
         attended = self.self_attention(
             hidden_states,
             attention_bias=attention_bias,
+            cache=cache,
+            cache_update_index=cache_update_index,
+            context=context,
             training=training,
             output_positions=output_positions,
         )
+        if cache is not None:
+            attended, cache = attended
         if output_positions is not None:
             hidden_states = select_rows(hidden_states, output_positions)
         attended = self.self_attention_dropout(attended, training=training)
@@ -154,50 +138,7 @@ class UniLMv2TransformerLayer(keras.layers.Layer):
         ffn = self.feedforward_intermediate_dense(x)
         ffn = self.feedforward_output_dense(ffn)
         ffn = self.feedforward_dropout(ffn, training=training)
-        return self.feedforward_layer_norm(x + ffn)
-
-    def prepare_decoding(self):
-        """The cached path's sublayers, their weights read once.
-
-        A decoding loop prepares them once per generation and passes them
-        as `prepared` at every step (see `direct_call.prepare`).
-        """
-        return {
-            "attention": self.self_attention.prepare_decoding(),
-            "attention_norm": fast.prepare(self.self_attention_layer_norm),
-            "intermediate": fast.prepare(self.feedforward_intermediate_dense),
-            "output": fast.prepare(self.feedforward_output_dense),
-            "output_norm": fast.prepare(self.feedforward_layer_norm),
-        }
-
-    def _decode(
-        self,
-        hidden_states,
-        attention_bias,
-        cache,
-        cache_update_index,
-        context,
-        context_bias,
-        in_place,
-        prepared=None,
-    ):
-        """The cached path (inference: no dropout, direct sublayer calls)."""
-        prepared = prepared or self.prepare_decoding()
-        attended = self.self_attention._decode(
-            hidden_states,
-            attention_bias,
-            cache,
-            cache_update_index,
-            context,
-            context_bias,
-            in_place,
-            prepared["attention"],
-        )
-        if cache is not None:
-            attended, cache = attended
-        x = prepared["attention_norm"](hidden_states + attended)
-        ffn = prepared["output"](prepared["intermediate"](x))
-        outputs = prepared["output_norm"](x + ffn)
+        outputs = self.feedforward_layer_norm(x + ffn)
         if cache is not None:
             return outputs, cache
         return outputs

@@ -1,19 +1,15 @@
 """The UniLMv2 encoder: a post-LN BERT stack with a shared relative bias."""
 
 import keras
-from keras import ops
 from keras_hub.layers import ReversibleEmbedding
 from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
 
-from keras_unilmv2.layers import direct_call as fast
-from keras_unilmv2.layers.direct_call import call_layer
 from keras_unilmv2.layers.relative_position_bias import (
     UniLMv2RelativePositionBias,
 )
 from keras_unilmv2.layers.unilmv2_embedding_utils import UniLMv2AttentionBias
 from keras_unilmv2.layers.unilmv2_embedding_utils import UniLMv2PositionIds
-from keras_unilmv2.layers.unilmv2_embedding_utils import visibility_to_bias
 from keras_unilmv2.layers.unilmv2_lm_head import UniLMv2LMHead
 from keras_unilmv2.layers.unilmv2_transformer_layer import (
     UniLMv2TransformerLayer,
@@ -64,19 +60,6 @@ def _check_positive_int(name, value, minimum=1):
         raise ValueError(
             f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
         )
-
-
-def repeat_to_batch(x, batch):
-    """Repeats each row of `x` so that it has `batch` rows.
-
-    Row `i` becomes rows `i * g ... i * g + g - 1` (`g = batch // len(x)`),
-    the order in which a beam search lays out the beams of an example. The
-    identity when `g` is statically 1.
-    """
-    group = batch // fast.shape(x)[0]
-    if isinstance(group, int) and group == 1:
-        return x
-    return ops.repeat(x, group, axis=0)
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -526,210 +509,6 @@ class UniLMv2Backbone(PresetMixin, Backbone):
         for key in OPTIONAL_INPUTS:
             inputs.setdefault(key, None)
         return inputs
-
-    # === Cached incremental encoding (seq2seq generation) ===
-
-    def build_cache(self, batch_size, max_length):
-        """An empty key/value cache for `call_with_cache`.
-
-        Returns one `(keys, values)` pair per layer: zero tensors, keys
-        `[batch_size, num_heads, head_dim, max_length]` and values
-        `[batch_size, num_heads, max_length, head_dim]` (the layouts the two
-        attention products read without a copy), in the compute dtype.
-        Per-layer buffers are updated in place under XLA (no re-stacking per
-        step) and a beam search reorders them as any structure of tensors.
-        """
-        head_dim = self.hidden_dim // self.num_heads
-        key_shape = (batch_size, self.num_heads, head_dim, max_length)
-        value_shape = (batch_size, self.num_heads, max_length, head_dim)
-        return tuple(
-            (
-                ops.zeros(key_shape, dtype=self.compute_dtype),
-                ops.zeros(value_shape, dtype=self.compute_dtype),
-            )
-            for _ in range(self.num_layers)
-        )
-
-    def decoding_bias(self, query_positions, key_positions, visible):
-        """The additive attention bias of `call_with_cache`, computed ahead.
-
-        `visibility -> 0 / -10000` plus the relative-position bias of the
-        query and key positions: what `call_with_cache` computes from its
-        `attention_mask` and position ids. A decoder whose positions and
-        visibility are known for the whole generation computes the bias of
-        every step at once with this (one pass instead of one per step),
-        then passes each step's rows as `attention_bias`.
-
-        Args:
-            query_positions: int `[batch, query_length]`.
-            key_positions: int `[batch, key_length]`.
-            visible: bool, broadcastable to `[batch, query_length,
-                key_length]`.
-
-        Returns:
-            `[batch, num_heads, query_length, key_length]` in the compute
-            dtype (`[batch, 1, query_length, key_length]` without a
-            relative-position bias).
-        """
-        bias = visibility_to_bias(visible, self.compute_dtype)
-        if self.relative_position_bias is not None:
-            bias = bias + call_layer(
-                self.relative_position_bias, query_positions, key_positions
-            )
-        return bias
-
-    def call_with_cache(
-        self,
-        token_ids,
-        segment_ids,
-        position_ids,
-        key_position_ids,
-        attention_mask,
-        cache,
-        cache_update_index,
-        context=None,
-        attention_bias=None,
-        in_place=False,
-        prepared=None,
-    ):
-        """Encodes new slots against a key/value cache of earlier slots.
-
-        The new tokens are written into every layer's cache at
-        `cache_update_index` (their slot), and attend over all `max_length`
-        cache slots under `attention_mask`, plus, when given, a read-only
-        `context` of slots encoded earlier. This is the same computation as
-        a full forward pass over the whole layout, restricted to the new
-        rows: generation encodes the source once (a call over a cache of
-        exactly its length returns its keys and values), then each step
-        feeds only `[previous token, [MASK]]` with the source as context.
-
-        Args:
-            token_ids: int `[batch, new_length]`.
-            segment_ids: int `[batch, new_length]`.
-            position_ids: int `[batch, new_length]`, positions of the new slots.
-            key_position_ids: int `[batch, max_length]`, positions of all
-                cache slots (for the relative bias). Unused (may be None)
-                with `attention_bias`.
-            attention_mask: `[batch, new_length, max_length]` visibility of
-                cache slots for the new queries. Unused (may be None) with
-                `attention_bias`.
-            cache: from `build_cache` (or a previous call).
-            cache_update_index: int or scalar tensor, slot of the first new
-                token.
-            context: optional dict with `"cache"` (the keys/values returned
-                by an earlier call, never modified), and either `"bias"`
-                (the new queries' additive bias over the context slots,
-                `[batch, num_heads, new_length, context_length]`, e.g. from
-                `decoding_bias`) or `"position_ids"` (`[context_batch,
-                context_length]`) and `"padding_mask"` (`[context_batch,
-                context_length]`, the context slots every new query sees).
-                `context_batch` may divide `batch`: rows
-                `i * g ... i * g + g - 1` of the new tokens (e.g. the `g`
-                beams of example `i`) share context row `i`.
-            attention_bias: optional `[batch, num_heads, new_length,
-                max_length]` additive bias over the cache slots
-                (`decoding_bias`), replacing the one computed from
-                `attention_mask` and the position ids.
-            in_place: bool. On torch outside autograd (`torch.no_grad()`),
-                write the new slots into `cache`'s own buffers and return
-                them, instead of copies: a decoding loop that never reuses
-                an old cache saves a copy of the whole cache per layer and
-                step. JAX and TensorFlow ignore it (XLA updates loop-carried
-                buffers in place); with autograd on, torch copies.
-            prepared: optional, from `prepare_decoding()`: the sublayers
-                with their weights read once, which a decoding loop passes
-                at every step. By default they are prepared per call.
-
-        Returns:
-            `(sequence_output [batch, new_length, hidden_dim], cache)`.
-        """
-        # Inference only: sublayers and ops run without Keras' per-call
-        # overhead (`keras_unilmv2.layers.direct_call`), which dominates an
-        # eager torch decoding step. The sum is the order `embeddings_add`
-        # uses.
-        prepared = prepared or self.prepare_decoding(lm_head=False)
-        embeddings = prepared["embeddings"]
-        x = (
-            embeddings["token"](token_ids)
-            + embeddings["position"](position_ids)
-            + embeddings["segment"](segment_ids)
-        )
-        x = embeddings["norm"](x)
-        if attention_bias is not None:
-            attention_bias = ops.convert_to_tensor(attention_bias)
-        else:
-            attention_bias = self.decoding_bias(
-                position_ids, key_position_ids, attention_mask
-            )
-        context_caches = [None] * self.num_layers
-        context_bias = None
-        if context is not None:
-            context_caches = context["cache"]
-            context_bias = context.get("bias")
-            if context_bias is not None:
-                context_bias = ops.convert_to_tensor(context_bias)
-            else:
-                batch = ops.shape(token_ids)[0]
-                context_visible = ops.cast(context["padding_mask"], "bool")
-                context_bias = self.decoding_bias(
-                    position_ids,
-                    repeat_to_batch(context["position_ids"], batch),
-                    repeat_to_batch(context_visible, batch)[:, None, :],
-                )
-        caches = []
-        for layer, layer_cache, layer_context, layer_prepared in zip(
-            self.transformer_layers, cache, context_caches, prepared["layers"]
-        ):
-            x, layer_cache = call_layer(
-                layer,
-                x,
-                attention_bias=attention_bias,
-                cache=layer_cache,
-                cache_update_index=cache_update_index,
-                context=layer_context,
-                context_bias=context_bias,
-                in_place=in_place,
-                prepared=layer_prepared,
-            )
-            caches.append(layer_cache)
-        return x, tuple(caches)
-
-    def prepare_decoding(self, lm_head=True):
-        """The cached path's sublayers, their weights read once.
-
-        A decoding loop calls this once per generation and passes the result
-        as `prepared` to `call_with_cache` at every step. On eager torch each
-        sublayer becomes the torch function its `call` reaches, applied to
-        weight tensors read here, which skips Keras' per-call property
-        lookups and checks (a small model's step on a CPU takes about a
-        sixth less time); on JAX and TensorFlow, whose compiled functions
-        pay them once, the sublayers are called as usual. See
-        `direct_call.prepare`.
-
-        The weights are read now: prepare again after they change.
-
-        Args:
-            lm_head: bool, also prepare `lm_head` (as `prepared["lm_head"]`,
-                a function of hidden states `[batch, length, hidden_dim]`
-                returning logits). On a torch CPU model it holds a transposed
-                copy of the token embedding table.
-
-        Returns:
-            A dict: `"embeddings"`, `"layers"` (one entry per transformer
-            layer) and, with `lm_head`, `"lm_head"`.
-        """
-        prepared = {
-            "embeddings": {
-                "token": fast.prepare(self.token_embedding),
-                "position": fast.prepare(self.position_embedding),
-                "segment": fast.prepare(self.segment_embedding),
-                "norm": fast.prepare(self.embeddings_layer_norm),
-            },
-            "layers": [layer.prepare_decoding() for layer in self.transformer_layers],
-        }
-        if lm_head:
-            prepared["lm_head"] = self.lm_head.prepare_decoding()
-        return prepared
 
     def get_config(self):
         config = super().get_config()

@@ -8,11 +8,11 @@ import numpy as np
 from keras import ops
 from keras_hub.models import Seq2SeqLM
 
-from keras_unilmv2.layers import direct_call as fast
-from keras_unilmv2.layers.direct_call import call_layer
+from keras_unilmv2 import masks
+from keras_unilmv2.layers.unilmv2_embedding_utils import visibility_to_bias
+from keras_unilmv2.models import torch_decoding
 from keras_unilmv2.models.fine_tuning import FineTuningMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
-from keras_unilmv2.models.unilmv2_backbone import repeat_to_batch
 from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
     UniLMv2Seq2SeqLMPreprocessor,
 )
@@ -101,6 +101,19 @@ def extend_position_embeddings(backbone, max_sequence_length):
     return extended
 
 
+def repeat_to_batch(x, batch):
+    """Repeats each row of `x` so that it has `batch` rows.
+
+    Row `i` becomes rows `i * g ... i * g + g - 1` (`g = batch // len(x)`),
+    the order in which a beam search lays out the beams of an example. The
+    identity when `g` is statically 1.
+    """
+    group = batch // ops.shape(x)[0]
+    if isinstance(group, int) and group == 1:
+        return x
+    return ops.repeat(x, group, axis=0)
+
+
 def _distribute(x):
     """Lays out the batch with the active Keras distribution, if any."""
     from keras.distribution import distribution as current_distribution
@@ -128,8 +141,11 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
     `[source | target | pseudo copies of target]` under the pseudo-mask
     attention rule and scores the pseudo slots through the pretrained tied
     LM head (`backbone.lm_head`); generation encodes the source once into
-    the backbone's own key/value cache, then each step feeds
-    `[previous token, [MASK]]` and reads the prediction at `[MASK]`.
+    a key/value cache of the backbone's layers (`_build_cache`), then each
+    step (`call_with_cache`) feeds `[previous token, [MASK]]` and reads the
+    prediction at `[MASK]`. The task owns the cache and the step; the
+    backbone's layers take `cache`/`cache_update_index`/`context`
+    arguments, as keras-hub's cached attention does.
 
     `generate()` works with keras-hub's samplers (`"greedy"`, `"top_k"`,
     `"top_p"`, ...) and with `keras_unilmv2.samplers.UniLMv2BeamSampler`
@@ -304,68 +320,132 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
         p = self.preprocessor
         return p.tokenizer.mask_token_id, p.source_type_id, p.target_type_id
 
-    def _build_cache(
-        self, encoder_token_ids, encoder_padding_mask, target_length, prepared=None
+    def _empty_cache(self, batch, length):
+        """Zero keys `[batch, heads, head_dim, length]` and values `[batch,
+        heads, length, head_dim]` per layer (the layouts the two attention
+        products read without a copy), in the compute dtype."""
+        backbone = self.backbone
+        heads = backbone.num_heads
+        head_dim = backbone.hidden_dim // heads
+        dtype = backbone.compute_dtype
+        return tuple(
+            (
+                ops.zeros((batch, heads, head_dim, length), dtype=dtype),
+                ops.zeros((batch, heads, length, head_dim), dtype=dtype),
+            )
+            for _ in range(backbone.num_layers)
+        )
+
+    def _attention_bias(self, query_positions, key_positions, visible):
+        """`visible -> 0 / -10000` plus the relative-position bias:
+        `[batch, heads (or 1), queries, keys]` in the compute dtype."""
+        backbone = self.backbone
+        bias = visibility_to_bias(visible, backbone.compute_dtype)
+        if backbone.relative_position_bias is not None:
+            bias = bias + backbone.relative_position_bias(query_positions, key_positions)
+        return bias
+
+    def _cached_forward(
+        self, token_ids, segment_ids, position_ids, attention_bias, cache, index, context
     ):
+        """The backbone's stack over new slots against `[context | cache]`:
+        `(hidden [batch, new, hidden_dim], cache)` (inference, no dropout)."""
+        backbone = self.backbone
+        x = backbone.embeddings_add(
+            (
+                backbone.token_embedding(token_ids),
+                backbone.position_embedding(position_ids),
+                backbone.segment_embedding(segment_ids),
+            )
+        )
+        x = backbone.embeddings_layer_norm(x)
+        contexts = context if context is not None else [None] * backbone.num_layers
+        caches = []
+        for layer, layer_cache, layer_context in zip(
+            backbone.transformer_layers, cache, contexts
+        ):
+            x, layer_cache = layer(
+                x,
+                attention_bias=attention_bias,
+                cache=layer_cache,
+                cache_update_index=index,
+                context=layer_context,
+            )
+            caches.append(layer_cache)
+        return x, tuple(caches)
+
+    def _build_cache(self, encoder_token_ids, encoder_padding_mask, target_length):
         """Encodes the source once; returns `(context, cache)`.
 
+        The layout is that of `keras_unilmv2.masks`'
+        `seq2seq_decoding_position_ids` and `seq2seq_decoding_attention_mask`
+        (`[source S | target slots T]`), with one more target slot in
+        front: `cache` holds `target_length + 1` slots, slot 0 a
+        never-visible dummy and slot `t >= 1` the layout's target slot
+        `t - 1` (position `n_s + t - 1`, n_s = the real source length), so
+        the `[MASK]` predicting the first token sits at `n_s`; slot `t`
+        sees the real source and target slots `1..t`.
+
         `context["source"]` holds the source's keys and values in every
-        layer, `context["target_positions"]` the position of every target
-        slot, and `context["target_bias"]` / `context["source_bias"]` the
-        attention bias of every target slot over the target and the source
-        slots (visibility plus relative positions, computed here once for
-        the whole generation; a step reads its two rows). Decoding steps
-        read the context and never write it, and rows of a beam search
-        share their example's context row (no per-beam copy, no
-        reordering). `cache` is the empty target cache, `target_length + 1`
-        slots: slot 0 is a never-visible dummy, target slot `t` has position
-        `n_s + t - 1` (n_s = the real source length), so the `[MASK]`
-        predicting the first token sits at `n_s`; slot `t` sees target slots
-        `1..t` and the real source. The bias tables take `batch * heads *
+        layer (read by every step, never written; the rows of a beam search
+        share their example's row), `context["target_positions"]` the
+        position of every target slot, and `context["bias"]` the attention
+        bias of every target slot over `[source | target slots]`
+        (visibility plus relative positions, computed here once for the
+        whole generation; a step reads its two rows): `batch * heads *
         (target_length + 1) * (source_length + target_length + 1)` values
-        of the compute dtype for the whole generation.
-        `prepared`: optional, from `UniLMv2Backbone.prepare_decoding()`,
-        to encode the source with.
+        of the compute dtype.
         """
         _, source_type, _ = self._special_ids()
         batch = ops.shape(encoder_token_ids)[0]
         source_length = ops.shape(encoder_token_ids)[1]
-        source_valid = ops.cast(encoder_padding_mask, "bool")
-        source_positions = ops.where(
-            source_valid, ops.arange(source_length, dtype="int32")[None, :], 0
+        num_source = ops.sum(ops.cast(encoder_padding_mask, "int32"), axis=1)
+        positions = masks.seq2seq_decoding_position_ids(
+            num_source, source_length, target_length, ops="keras"
         )
-        mask = ops.broadcast_to(
-            source_valid[:, None, :], (batch, source_length, source_length)
+        visible = masks.seq2seq_decoding_attention_mask(
+            num_source, source_length, target_length, ops="keras"
         )
-        _, source_cache = self.backbone.call_with_cache(
+        source_positions = positions[:, :source_length]
+        source_visible = visible[:, :source_length, :source_length]
+        _, source_cache = self._cached_forward(
             encoder_token_ids,
             ops.full((batch, source_length), source_type, dtype="int32"),
             source_positions,
-            source_positions,
-            mask,
-            self.backbone.build_cache(batch, source_length),
+            self._attention_bias(source_positions, source_positions, source_visible),
+            self._empty_cache(batch, source_length),
             0,
-            prepared=prepared,
+            None,
         )
-        num_source = ops.sum(ops.cast(source_valid, "int32"), axis=1)
-        slots = ops.arange(target_length + 1, dtype="int32")
-        target_positions = ops.maximum(num_source[:, None] + slots[None, :] - 1, 0)
-        causal = ops.logical_and(slots[None, :] > 0, slots[None, :] <= slots[:, None])
+        # The dummy slot 0: the position before the first target slot; its
+        # row is a source row (it sees the source only) and no row sees it.
+        dummy = ops.maximum(num_source[:, None] - 1, 0)
+        target_positions = ops.concatenate(
+            [dummy, positions[:, source_length:]], axis=1
+        )
+        rows = ops.concatenate(
+            [visible[:, :1, :], visible[:, source_length:, :]], axis=1
+        )
+        target_visible = ops.concatenate(
+            [
+                rows[:, :, :source_length],
+                ops.zeros((batch, target_length + 1, 1), dtype="bool"),
+                rows[:, :, source_length:],
+            ],
+            axis=2,
+        )
         context = {
-            "source": {"cache": source_cache},
+            "source": source_cache,
             "target_positions": target_positions,
-            "target_bias": self.backbone.decoding_bias(
-                target_positions, target_positions, causal[None, :, :]
-            ),
-            "source_bias": self.backbone.decoding_bias(
-                target_positions, source_positions, source_valid[:, None, :]
+            "bias": self._attention_bias(
+                target_positions,
+                ops.concatenate([source_positions, target_positions], axis=1),
+                target_visible,
             ),
         }
-        return context, self.backbone.build_cache(batch, target_length + 1)
+        return context, self._empty_cache(batch, target_length + 1)
 
-    def call_with_cache(
-        self, token_ids, cache, index, context, in_place=False, prepared=None
-    ):
+    def call_with_cache(self, token_ids, cache, index, context):
         """One decoding step: `[token at slot index-1, [MASK] at slot index]`.
 
         Args:
@@ -373,46 +453,38 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
                 (slot 0 is the dummy). `batch` may be a multiple `g` of the
                 context's batch: rows `i * g ... i * g + g - 1` (the beams of
                 example `i`) decode against source `i`.
-            cache: the target cache from `_build_cache` or the previous step.
+            cache: the target cache from `_build_cache` or the previous step
+                (left as it was: the step writes a copy).
             index: int or scalar tensor, the slot of the `[MASK]`.
             context: the encoded source from `_build_cache`.
-            in_place: bool, on torch under `torch.no_grad()`, write the step
-                into `cache`'s buffers instead of a copy (see
-                `UniLMv2Backbone.call_with_cache`); generation does.
-            prepared: optional, `backbone.prepare_decoding()`, which a
-                decoding loop makes once and passes at every step (by
-                default the sublayers are prepared per call).
 
         Returns:
             `(logits [batch, vocabulary], hidden [batch, hidden_dim], cache)`,
             read at `[MASK]`.
         """
         mask_id, _, target_type = self._special_ids()
-        batch = fast.shape(token_ids)[0]
-        start = fast.host_index(index) - 1
+        batch = ops.shape(token_ids)[0]
+        start = index - 1
 
         def step_rows(x, axis):  # the two query slots' rows, one per beam
-            return repeat_to_batch(fast.slice_rows(x, axis, start, 2), batch)
+            starts = [0] * len(x.shape)
+            starts[axis] = start
+            sizes = list(ops.shape(x))
+            sizes[axis] = 2
+            return repeat_to_batch(ops.slice(x, starts, sizes), batch)
 
-        previous = fast.cast(fast.slice_rows(token_ids, 1, start, 1), "int32")
-        step_ids = fast.concatenate([previous, fast.full_like(previous, mask_id)], axis=1)
-        hidden, cache = self.backbone.call_with_cache(
+        previous = ops.cast(ops.slice(token_ids, [0, start], [batch, 1]), "int32")
+        step_ids = ops.concatenate([previous, ops.full_like(previous, mask_id)], axis=1)
+        hidden, cache = self._cached_forward(
             step_ids,
-            fast.full_like(step_ids, target_type),
+            ops.full_like(step_ids, target_type),
             step_rows(context["target_positions"], 1),
-            None,
-            None,
+            step_rows(context["bias"], 2),
             cache,
             start,
-            context=dict(context["source"], bias=step_rows(context["source_bias"], 2)),
-            attention_bias=step_rows(context["target_bias"], 2),
-            in_place=in_place,
-            prepared=prepared,
+            context["source"],
         )
-        head = (prepared or {}).get("lm_head")
-        if head is None:  # one step on its own: nothing to amortize over
-            head = functools.partial(call_layer, self.backbone.lm_head)
-        logits = head(hidden[:, 1:, :])[:, 0, :]
+        logits = self.backbone.lm_head(hidden[:, 1:, :])[:, 0, :]
         return logits, hidden[:, 1, :], cache
 
     def generate_step(self, inputs, stop_token_ids=None):
@@ -438,26 +510,24 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
                     "that the table is extended. Received: "
                     f"max_length={target_length}"
                 )
-        # The weights are read once for the whole generation.
-        prepared = self.backbone.prepare_decoding()
         context, cache = self._build_cache(
-            encoder_token_ids, encoder_padding_mask, target_length, prepared
+            encoder_token_ids, encoder_padding_mask, target_length
         )
-
-        def next(prompt, cache, index):
-            # The source is a closure constant, outside the loop state: the
-            # samplers neither carry nor reorder it (beams share it).
-            # The cache is this loop's own: steps update it in place (torch).
-            return self.call_with_cache(
-                prompt, cache, index, context, in_place=True, prepared=prepared
-            )
+        # The source is a closure constant, outside the loop state: the
+        # samplers neither carry nor reorder it (beams share it). The step
+        # is chosen once per generation: on eager torch a direct torch
+        # implementation of `call_with_cache` (`torch_decoding`), else
+        # `call_with_cache` itself.
+        step = torch_decoding.decoding_step(self, context)
+        if step is None:
+            step = functools.partial(self.call_with_cache, context=context)
 
         # The beam sampler also gives the final score of what it returns.
         sampler_kwargs = {}
         if isinstance(self.sampler, UniLMv2BeamSampler):
             sampler_kwargs["return_scores"] = True
         result = self.sampler(
-            next=next,
+            next=step,
             prompt=decoder_token_ids,
             cache=cache,
             index=1,

@@ -199,8 +199,9 @@ def test_mixed_precision_compiled_inference(policy):
 @pytest.mark.parametrize("policy", POLICIES)
 def test_mixed_precision_cached_generation(policy):
     """The cached decoding path under a mixed policy: its sublayers autocast
-    (`prepare_decoding` leaves them to `__call__`), a step's logits are in
-    the compute dtype and close to the float32 model's, and `generate()`
+    (`call_with_cache` calls them as `layer(...)`; generation keeps it, the
+    direct torch step covers float32 only), a step's logits are in the
+    compute dtype and close to the float32 model's, and `generate()`
     runs."""
     from keras_unilmv2.models.unilmv2_seq2seq_lm import UniLMv2Seq2SeqLM
 
@@ -215,14 +216,11 @@ def test_mixed_precision_cached_generation(policy):
     prompt = keras.ops.convert_to_tensor(np.full((2, 5), 20, "int32"))
     step_logits = []
     for model in (full, half):
-        prepared = model.backbone.prepare_decoding()
         context, cache = model._build_cache(
-            inputs["encoder_token_ids"], inputs["encoder_padding_mask"], 4, prepared
+            inputs["encoder_token_ids"], inputs["encoder_padding_mask"], 4
         )
         for index in (1, 2):
-            logits, _, cache = model.call_with_cache(
-                prompt, cache, index, context, prepared=prepared
-            )
+            logits, _, cache = model.call_with_cache(prompt, cache, index, context)
         step_logits.append(logits)
     assert _dtype(step_logits[1]) == COMPUTE[policy]
     full_logits = to_numpy(step_logits[0])

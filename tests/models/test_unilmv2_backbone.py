@@ -290,114 +290,107 @@ def _causal_case():
     return backbone, inputs, causal, positions, full
 
 
+def _cached(backbone):
+    """The cached path over the backbone's layers: the seq2seq task owns it
+    (`_cached_forward`, `_attention_bias`, `_empty_cache`); it needs no
+    preprocessor for these."""
+    from keras_unilmv2.models.unilmv2_seq2seq_lm import UniLMv2Seq2SeqLM
+
+    return UniLMv2Seq2SeqLM(backbone)
+
+
 def test_cached_encoding_equals_full_forward():
     backbone, inputs, causal, positions, full = _causal_case()
-    cache = backbone.build_cache(2, 8)
+    task = _cached(backbone)
+    cache = task._empty_cache(2, 8)
     outputs = []
     # A 3-token prefix, then one token at a time.
     for start, stop in ((0, 3), (3, 4), (4, 5), (5, 8)):
-        out, cache = backbone.call_with_cache(
+        out, cache = task._cached_forward(
             inputs["token_ids"][:, start:stop],
             inputs["segment_ids"][:, start:stop],
             positions[:, start:stop],
-            positions,
-            causal[:, start:stop, :],
+            task._attention_bias(
+                positions[:, start:stop], positions, causal[:, start:stop, :]
+            ),
             cache,
             start,
+            None,
         )
         outputs.append(to_numpy(out))
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)
 
 
-def test_precomputed_decoding_bias_equals_masks():
-    """`decoding_bias` rows passed as `attention_bias` / context `"bias"`
-    give what the masks and positions give (and the full forward pass)."""
-    backbone, inputs, causal, positions, full = _causal_case()
-    _, prefix = backbone.call_with_cache(
+def test_cached_layer_leaves_the_given_cache_as_it_was():
+    backbone, inputs, causal, positions, _ = _causal_case()
+    task = _cached(backbone)
+    cache = task._empty_cache(2, 8)
+    _, written = task._cached_forward(
         inputs["token_ids"][:, :3],
         inputs["segment_ids"][:, :3],
         positions[:, :3],
-        None,
-        None,
-        backbone.build_cache(2, 3),
+        task._attention_bias(positions[:, :3], positions, causal[:, :3, :]),
+        cache,
         0,
-        attention_bias=backbone.decoding_bias(
-            positions[:, :3], positions[:, :3], causal[:, :3, :3]
-        ),
+        None,
     )
-    target_bias = backbone.decoding_bias(positions[:, 3:], positions[:, 3:], causal[:, 3:, 3:])
-    context_bias = backbone.decoding_bias(
-        positions[:, 3:], positions[:, :3], np.ones((2, 1, 3), bool)
-    )
-    assert tuple(target_bias.shape) == (2, 4, 5, 5)
-    cache = backbone.build_cache(2, 5)
-    outputs = []
-    for start, stop in ((3, 5), (5, 6), (6, 8)):
-        rows = slice(start - 3, stop - 3)
-        out, cache = backbone.call_with_cache(
-            inputs["token_ids"][:, start:stop],
-            inputs["segment_ids"][:, start:stop],
-            positions[:, start:stop],
-            None,
-            None,
-            cache,
-            start - 3,
-            context={"cache": prefix, "bias": context_bias[:, :, rows]},
-            attention_bias=target_bias[:, :, rows],
-        )
-        outputs.append(to_numpy(out))
-    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full[:, 3:], atol=1e-5)
+    for leaf in keras.tree.flatten(cache):
+        np.testing.assert_array_equal(to_numpy(leaf), 0)
+    for keys, values in written:  # slots 0-2 written, 3-7 still zeros
+        keys, values = to_numpy(keys), to_numpy(values)
+        assert np.abs(keys[..., :3]).min() > 0 and np.abs(values[:, :, :3]).min() > 0
+        np.testing.assert_array_equal(keys[..., 3:], 0)
+        np.testing.assert_array_equal(values[:, :, 3:], 0)
 
 
 def test_cached_encoding_with_shared_context_equals_full_forward():
-    """A prefix encoded once as a read-only context, shared by g rows each."""
+    """A prefix encoded once as a read-only context, shared by g rows each;
+    the bias covers `[context | cache]` keys."""
     backbone, inputs, causal, positions, full = _causal_case()
+    task = _cached(backbone)
     # The 3-token prefix: its own keys and values, batch 2.
-    _, prefix = backbone.call_with_cache(
+    _, prefix = task._cached_forward(
         inputs["token_ids"][:, :3],
         inputs["segment_ids"][:, :3],
         positions[:, :3],
-        positions[:, :3],
-        causal[:, :3, :3],
-        backbone.build_cache(2, 3),
+        task._attention_bias(positions[:, :3], positions[:, :3], causal[:, :3, :3]),
+        task._empty_cache(2, 3),
         0,
+        None,
     )
-    context = {
-        "cache": prefix,
-        "position_ids": positions[:, :3],
-        "padding_mask": np.ones((2, 3), bool),
-    }
     group = 3  # e.g. three beams per example, rows 0-2 -> example 0
     rows = np.repeat(np.arange(2), group)
-    cache = backbone.build_cache(2 * group, 5)
-    outputs = []
-    for start, stop in ((3, 5), (5, 6), (6, 8)):
-        out, cache = backbone.call_with_cache(
+
+    def step(start, stop, cache, index, context_visible):
+        visible = np.concatenate(
+            [
+                np.broadcast_to(context_visible[rows, None, :], (2 * group, stop - start, 3)),
+                causal[rows, start:stop, 3:],
+            ],
+            axis=2,
+        )
+        return task._cached_forward(
             inputs["token_ids"][rows, start:stop],
             inputs["segment_ids"][rows, start:stop],
             positions[rows, start:stop],
-            positions[rows, 3:],
-            causal[rows, start:stop, 3:],
+            task._attention_bias(positions[rows, start:stop], positions[rows], visible),
             cache,
-            start - 3,
-            context=context,
+            index,
+            prefix,
         )
+
+    real = np.ones((2, 3), bool)
+    cache = task._empty_cache(2 * group, 5)
+    outputs = []
+    for start, stop in ((3, 5), (5, 6), (6, 8)):
+        out, cache = step(start, stop, cache, start - 3, real)
         outputs.append(to_numpy(out))
     np.testing.assert_allclose(
         np.concatenate(outputs, axis=1), full[rows, 3:], atol=1e-5
     )
     # The context is what the rows see: another prefix changes the outputs.
-    other = dict(context, padding_mask=np.array([[1, 0, 1], [1, 1, 1]], bool))
-    changed, _ = backbone.call_with_cache(
-        inputs["token_ids"][rows, 3:5],
-        inputs["segment_ids"][rows, 3:5],
-        positions[rows, 3:5],
-        positions[rows, 3:],
-        causal[rows, 3:5, 3:],
-        backbone.build_cache(2 * group, 5),
-        0,
-        context=other,
-    )
+    other = np.array([[1, 0, 1], [1, 1, 1]], bool)
+    changed, _ = step(3, 5, task._empty_cache(2 * group, 5), 0, other)
     changed = to_numpy(changed)
     assert np.abs(changed[:group] - outputs[0][:group]).max() > 1e-3
     np.testing.assert_allclose(changed[group:], outputs[0][group:], atol=1e-6)

@@ -517,9 +517,9 @@ def test_cached_generation_equals_recomputation(random_task):
     np.testing.assert_array_equal(ids[:, 1:], full_tokens)
 
 
-def test_decoding_step_copies_its_cache_unless_in_place(random_task):
-    """`call_with_cache` leaves the given cache as it was; `in_place=True`
-    (what generation passes) writes it on torch, with the same results."""
+def test_decoding_step_leaves_its_cache_as_it_was(random_task):
+    """`call_with_cache` writes a copy of the given cache (generation's
+    in-place torch step is tested in `test_torch_decoding.py`)."""
     texts = ["she walks", "he reads a book"]
     inputs = _to_tensors(random_task.preprocessor.generate_preprocess(texts, sequence_length=4))
     context, cache = random_task._build_cache(
@@ -533,61 +533,29 @@ def test_decoding_step_copies_its_cache_unless_in_place(random_task):
     for leaf in flat(cache):
         np.testing.assert_array_equal(to_numpy(leaf), 0)
     assert all(np.abs(to_numpy(leaf)).max() > 0 for leaf in flat(copied))
-    in_place_logits, _, written = step(prompt, cache, index, context, True)
-    np.testing.assert_array_equal(to_numpy(in_place_logits), to_numpy(logits))
-    for new, old, given in zip(flat(written), flat(copied), flat(cache)):
-        np.testing.assert_array_equal(to_numpy(new), to_numpy(old))
-        if keras.config.backend() == "torch":
-            assert new is given  # written into the given buffers
-        else:  # XLA updates in place by itself; the value stays functional
-            np.testing.assert_array_equal(to_numpy(given), 0)
+    again, _, _ = step(prompt, cache, index, context)
+    np.testing.assert_array_equal(to_numpy(again), to_numpy(logits))
 
 
-def test_prepared_sublayers_give_the_same_steps(random_task):
-    """Steps with `backbone.prepare_decoding()` (made once, as generation
-    does) equal steps that prepare their sublayers per call."""
-    texts = ["she walks", "he reads a book"]
-    inputs = _to_tensors(random_task.preprocessor.generate_preprocess(texts, sequence_length=4))
-    prepared = random_task.backbone.prepare_decoding()
-    build = _compiled(
-        lambda ids, mask: random_task._build_cache(ids, mask, 4, prepared)
-    )
-    context, cache = build(inputs["encoder_token_ids"], inputs["encoder_padding_mask"])
-    # Compiled the same way: XLA and eager float32 differ by a few ulps,
-    # which is not what this test is about.
-    plain_build = _compiled(
-        lambda ids, mask: random_task._build_cache(ids, mask, 4)
-    )
-    plain_context, plain_cache = plain_build(
-        inputs["encoder_token_ids"], inputs["encoder_padding_mask"]
-    )
-    for a, b in zip(keras.tree.flatten(context), keras.tree.flatten(plain_context)):
-        np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-6)
-    step = _compiled(
-        lambda p, c, i, x: random_task.call_with_cache(p, c, i, x, prepared=prepared)
-    )
-    plain_step = _compiled(random_task.call_with_cache)
-    prompt = keras.ops.convert_to_tensor(np.full((2, 5), 7, "int32"))
-    for index in (1, 2):
-        index = keras.ops.convert_to_tensor(index, "int32")
-        logits, hidden, cache = step(prompt, cache, index, context)
-        plain_logits, plain_hidden, plain_cache = plain_step(
-            prompt, plain_cache, index, plain_context
-        )
-        np.testing.assert_allclose(to_numpy(logits), to_numpy(plain_logits), atol=1e-5)
-        np.testing.assert_allclose(to_numpy(hidden), to_numpy(plain_hidden), atol=1e-5)
-    assert np.abs(to_numpy(logits)).max() > 0
+def test_generation_chooses_its_step_once(random_task):
+    from keras_unilmv2.models import torch_decoding
 
+    original = torch_decoding.decoding_step
+    chosen = []
 
-def test_generation_prepares_the_sublayers_once(random_task):
-    backbone = random_task.backbone
+    def decoding_step(task, context):
+        chosen.append(original(task, context))
+        return chosen[-1]
+
     random_task.compile(sampler="greedy")
-    with mock.patch.object(
-        backbone, "prepare_decoding", wraps=backbone.prepare_decoding
-    ) as prepare:
+    with mock.patch.object(torch_decoding, "decoding_step", decoding_step):
         ids, _ = _generate_ids(random_task, ["she walks"], 4)
-    # Once for the source and all 4 steps (JAX / TF: traced once).
-    assert prepare.call_count == 1 and ids[:, 1:].any()
+    # Once for all 4 steps (JAX / TF: traced once).
+    assert len(chosen) == 1 and ids[:, 1:].any()
+    if keras.config.backend() == "torch":
+        assert chosen[0] is not None  # the direct torch step
+    else:
+        assert chosen[0] is None  # `call_with_cache`, compiled
 
 
 def test_torch_generation_runs_in_inference_mode(random_task):
