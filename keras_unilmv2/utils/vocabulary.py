@@ -1,5 +1,8 @@
 """Building a WordPiece vocabulary for UniLMv2 from plain text."""
 
+import tensorflow as tf
+from keras_hub.tokenizers import compute_word_piece_vocabulary
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -25,8 +28,6 @@ def build_wordpiece_vocabulary(texts, vocabulary_size, lowercase=True, output_fi
             f"`vocabulary_size` must be an integer > {len(SPECIAL_TOKENS)}. "
             f"Received: vocabulary_size={vocabulary_size!r}"
         )
-    import tensorflow as tf
-    from keras_hub.tokenizers import compute_word_piece_vocabulary
 
     texts = [t for t in texts if t and t.strip()]
     if not texts:
