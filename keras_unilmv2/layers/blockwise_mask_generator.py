@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.checks import check_rate
 from keras_unilmv2.utils.checks import check_replacement_rates
+from keras_unilmv2.utils.seeding import base_seeds
 from keras_unilmv2.utils.seeding import check_seed
 
 _UNIT_BITS = 24  # resolution of the uniform floats made from random bits
@@ -221,12 +222,7 @@ class UniLMv2BlockwiseMaskGenerator(keras.layers.Layer):
 
     def _base_seeds(self, token_ids):
         """One Philox key `[B, 2]` per example: (seed, fingerprint of ids)."""
-        batch_size = tf.shape(token_ids)[0]
-        if self.seed is None:
-            return tf.random.uniform([batch_size, 2], 0, 2**62, tf.int64)
-        fingerprint = tf.fingerprint(token_ids)  # [B, 8] uint8
-        key = tf.bitcast(fingerprint, tf.int64)  # [B]
-        return tf.stack([tf.fill([batch_size], tf.constant(self.seed, tf.int64)), key], axis=1)
+        return base_seeds(self.seed, token_ids)
 
     def _draws(self, base_seeds, n):
         """Every random number of every example, `[B, ...]` per use.

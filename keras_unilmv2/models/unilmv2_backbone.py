@@ -15,6 +15,7 @@ from keras_unilmv2.layers.unilmv2_transformer_layer import (
     UniLMv2TransformerLayer,
 )
 from keras_unilmv2.models.unilmv2_presets import backbone_presets
+from keras_unilmv2.utils.checks import check_int
 from keras_unilmv2.utils.preset_utils import PresetMixin
 from keras_unilmv2.utils.preset_utils import local_preset_dir
 
@@ -53,13 +54,6 @@ OPTIONAL_INPUTS = ("position_ids", "attention_mask")
 def _initializer():
     # The reference initialises every Linear and Embedding with N(0, 0.02).
     return keras.initializers.RandomNormal(stddev=0.02)
-
-
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
@@ -150,18 +144,28 @@ class UniLMv2Backbone(PresetMixin, Backbone):
         dtype=None,
         **kwargs,
     ):
-        for name, value in (
-            ("vocabulary_size", vocabulary_size),
-            ("num_layers", num_layers),
-            ("num_heads", num_heads),
-            ("hidden_dim", hidden_dim),
-            ("intermediate_dim", intermediate_dim),
-            ("max_sequence_length", max_sequence_length),
-            ("num_segments", num_segments),
-        ):
-            _check_positive_int(name, value)
-        _check_positive_int(
-            "relative_position_buckets", relative_position_buckets, minimum=0
+        (
+            vocabulary_size,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            intermediate_dim,
+            max_sequence_length,
+            num_segments,
+        ) = (
+            check_int(name, value, 1)
+            for name, value in (
+                ("vocabulary_size", vocabulary_size),
+                ("num_layers", num_layers),
+                ("num_heads", num_heads),
+                ("hidden_dim", hidden_dim),
+                ("intermediate_dim", intermediate_dim),
+                ("max_sequence_length", max_sequence_length),
+                ("num_segments", num_segments),
+            )
+        )
+        relative_position_buckets = check_int(
+            "relative_position_buckets", relative_position_buckets, 0
         )
         if hidden_dim % num_heads:
             raise ValueError(

@@ -30,6 +30,27 @@ def check_seed(seed):
     return seed
 
 
+def base_seeds(seed, token_ids):
+    """One Philox key per example: `(seed, fingerprint of its token ids)`.
+
+    Args:
+        seed: an int (checked with `check_seed`) or `None` (fresh random
+            keys at every call).
+        token_ids: an integer tensor `[batch, length]`.
+
+    Returns:
+        An int64 tensor `[batch, 2]`, keys for
+        `tf.random.stateless_*(..., alg="philox")`. An example's key depends
+        only on `seed` and its own ids, never on the batch it is in.
+    """
+    batch_size = tf.shape(token_ids)[0]
+    if seed is None:
+        return tf.random.uniform([batch_size, 2], 0, 2**62, tf.int64)
+    key = tf.bitcast(tf.fingerprint(token_ids), tf.int64)  # [batch]
+    seeds = tf.fill([batch_size], tf.constant(seed, tf.int64))
+    return tf.stack([seeds, key], axis=1)
+
+
 def example_seeds(seed, token_ids, streams):
     """One Philox seed per named stream for one example.
 
@@ -53,12 +74,7 @@ def example_seeds(seed, token_ids, streams):
     ```
     """
 
-    if seed is None:
-        base = tf.random.uniform([2], 0, 2**62, dtype=tf.int64)
-    else:
-        fingerprint = tf.fingerprint(token_ids[tf.newaxis])  # [1, 8] uint8
-        key = tf.bitcast(fingerprint, tf.int64)[0]
-        base = tf.stack([tf.constant(seed, tf.int64), key])
+    base = base_seeds(seed, token_ids[tf.newaxis])[0]
     return {
         name: tf.random.experimental.stateless_fold_in(base, i, alg="philox")
         for i, name in enumerate(streams)
