@@ -93,6 +93,10 @@ def main(argv=None):
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--heldout-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dropout", type=float, default=0.1,
+        help="the backbone's dropout (0: runs reproducible across process counts on PyTorch)",
+    )
     parser.add_argument("--mesh", default=None, help="'data' or 'BxM' (e.g. 2x4)")
     parser.add_argument(
         "--init-from", default=None, help="a preset to continue pre-training (same vocabulary)"
@@ -186,6 +190,7 @@ def main(argv=None):
             checkpoint_every=args.checkpoint_every,
             heldout_every=args.heldout_every,
             seed=args.seed,
+            dropout=args.dropout,
             data_parallel=args.mesh == "data",
             model_parallel=args.mesh if args.mesh not in (None, "data") else None,
             stop_after_checkpoints=args.stop_after_checkpoints,

@@ -15,16 +15,20 @@ they can differ in the last bits (~1e-7 relative per step); over 4 AdamW
 steps that stays far below `LOSS_RTOL`/`WEIGHT_ATOL` = 1e-5, the same as
 `test_distributed_training.py`'s single-process mesh checks.
 
-The subprocesses always run on JAX (multi-process pre-training is
-implemented there; the tool refuses it on other backends), whatever
-backend this test session uses. Each launch starts Python, TensorFlow and
-JAX in fresh processes, so the end-to-end test is `slow` (minutes on a
-loaded 2-core machine); the option checks are fast.
+The subprocesses run on the backend each test names (JAX, or PyTorch
+with `torch.distributed` gloo; the tool refuses several TensorFlow
+processes), whatever backend this test session uses. Each launch starts
+Python, TensorFlow and the backend in fresh processes, so the end-to-end
+tests are `slow` (minutes on a loaded 2-core machine); the option checks
+are fast. The PyTorch run uses `--dropout 0`: its processes draw their
+dropout masks apart (as under `DistributedDataParallel`), JAX draws them
+over the global batch.
 
-PyTorch: `test_torch_ddp_two_ranks_match_one` (slow, ~2 min) trains the
-Keras PMLM under `DistributedDataParallel` with 2 gloo ranks against 1
-(`ddp_worker.py`). TensorFlow's `MultiWorkerMirroredStrategy` has no test:
-Keras 3.15's `fit` fails under it on this model (see the guide).
+`test_torch_ddp_two_ranks_match_one` (slow, ~2 min) also trains the
+Keras PMLM in a plain torch loop under `DistributedDataParallel` with 2
+gloo ranks against 1 (`ddp_worker.py`). TensorFlow's
+`MultiWorkerMirroredStrategy` has no test: Keras 3.15's `fit` fails under
+it on this model (see the guide).
 """
 
 import json
@@ -59,14 +63,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _env():
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+def _env(backend="jax"):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     env.pop("XLA_FLAGS", None)  # one CPU device per process
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
-def _launch(output, processes, extra=(), timeout=900):
+def _launch(output, processes, extra=(), timeout=900, backend="jax"):
     """Runs the tool in `processes` processes; returns their outputs."""
     common = [sys.executable, TOOL, "--output", output, *ARGS, *extra]
     if processes > 1:
@@ -79,7 +83,7 @@ def _launch(output, processes, extra=(), timeout=900):
     else:
         commands = [common]
     running = [
-        subprocess.Popen(c, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+        subprocess.Popen(c, cwd=REPO, env=_env(backend), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
         for c in commands
     ]
@@ -127,15 +131,26 @@ def corpus(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_match_one_and_resume(corpus, tmp_path):
+    _check_two_processes_match_one(corpus, tmp_path, "jax", [])
+
+
+@pytest.mark.slow
+def test_two_torch_processes_match_one_and_resume(corpus, tmp_path):
+    """PyTorch (`torch.distributed`, gloo): the same check, dropout off."""
+    _check_two_processes_match_one(corpus, tmp_path, "torch", ["--dropout", "0"])
+
+
+def _check_two_processes_match_one(corpus, tmp_path, backend, extra):
     one = os.path.join(tmp_path, "one")
     two = os.path.join(tmp_path, "two")
-    _launch(one, 1, ["--input", corpus])
+    _launch(one, 1, ["--input", corpus, *extra], backend=backend)
     # Interrupted after 2 of 4 steps, then resumed: two launches of 2 processes.
-    first = _launch(two, 2, ["--input", corpus, "--stop-after-checkpoints", "2"])
+    first = _launch(two, 2, ["--input", corpus, "--stop-after-checkpoints", "2", *extra],
+                    backend=backend)
     assert "stopped before the last step" in first[0]
     assert "stopped before the last step" not in first[1]  # process 1 is quiet
     assert not os.path.exists(os.path.join(two, "model.weights.h5"))
-    resumed = _launch(two, 2, ["--input", corpus])
+    resumed = _launch(two, 2, ["--input", corpus, *extra], backend=backend)
     assert "resuming after step 2" in resumed[0]
 
     single, double = _history(one), _history(two)
@@ -209,14 +224,16 @@ def test_shard_batches_gives_each_process_its_rows(monkeypatch):
     assert distributed.shard_batches(data, 4) is data
 
 
-def test_several_processes_need_jax(monkeypatch):
+def test_several_processes_need_jax_or_torch(monkeypatch):
     import keras
 
     from keras_unilmv2.pretraining import distributed
 
     # Whatever backend this session runs: the check reads the backend name.
-    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    with pytest.raises(ValueError, match="runs on the JAX backend; this process runs 'torch'"):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    with pytest.raises(
+        ValueError, match="runs on the JAX and PyTorch backends; this process runs 'tensorflow'"
+    ):
         distributed.initialize_processes("127.0.0.1:1234", 2, 1)
     assert (distributed.process_count(), distributed.process_index()) == (1, 0)
     assert distributed.is_chief()
