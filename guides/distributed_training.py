@@ -250,8 +250,37 @@ fails in `_maybe_symbolic_build` (`strategy.reduce` of the first input
 batch, a dict, which this strategy cannot reduce); building the model from
 a plain batch instead gets past that, and the train step then fails in
 `reduce_per_replica` on the scalar metrics ("Invalid reduction dimension
-0 for input with 0 dimensions"). `tools/pretrain_pmlm.py` runs several
-processes on JAX and PyTorch only. The test
+0 for input with 0 dimensions"). A custom training step does work under
+`MultiWorkerMirroredStrategy` (the PMLM built in the strategy's scope,
+Keras' optimizer, `strategy.run`):
+
+```python
+def step(x, y, w):
+    context = tf.distribute.get_replica_context()
+    with tf.GradientTape() as tape:
+        outputs = pmlm(x, training=True)
+        loss = 0.0
+        for name in ("ae", "par"):
+            total = context.all_reduce("sum", tf.reduce_sum(w[name]))
+            ce = keras.losses.sparse_categorical_crossentropy(
+                y[name], outputs[name], from_logits=True)
+            loss += tf.reduce_sum(ce * w[name]) / total  # global weighted mean
+    grads = tape.gradient(loss, pmlm.trainable_variables)
+    # Keras' TensorFlow optimizer sums the gradients over the replicas.
+    optimizer.apply_gradients(zip(grads, pmlm.trainable_variables))
+    return context.all_reduce("sum", loss)
+
+train = tf.function(lambda x, y, w: strategy.run(step, args=(x, y, w)))
+```
+
+The slow test `test_tf_multi_worker_custom_step_two_workers_match_one`
+(`tests/distribution/mwms_worker.py`, SGD) checks that 2 workers on
+127.0.0.1 (`TF_CONFIG`) train exactly like 1 (losses and weights within
+1e-5). Note that Keras' optimizer clips (`clipnorm`) each replica's
+gradients before it sums them, so with clipping the run is not the
+one-worker run. `tools/pretrain_pmlm.py` does not use this loop: it runs
+several processes on JAX and PyTorch only and refuses them on TensorFlow.
+The test
 suite checks that the PMLM under `MirroredStrategy` (2 logical CPUs)
 trains exactly like one device. There is no model parallelism for Keras 3
 models on TensorFlow.
