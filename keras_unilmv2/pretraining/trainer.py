@@ -113,7 +113,9 @@ class PretrainSettings:
     `process_id` make a multi-process run (JAX or PyTorch; see
     `keras_unilmv2.pretraining.distributed`): `batch_size` is then the
     global batch, split evenly over the processes, and the run is
-    data-parallel unless `model_parallel` is given.
+    data-parallel unless `model_parallel` is given (JAX only). `dropout`
+    is the backbone's (PyTorch processes draw their masks apart: 0 makes
+    a multi-process run equal a one-process run).
 
     Example:
     ```python
