@@ -358,6 +358,14 @@ def _pretrain(keras, s, log):
 
     chief = distributed.is_chief()
     multi_process = distributed.process_count() > 1
+    if multi_process and len(heldout_texts) < s.batch_size:
+        # Several processes evaluate full global batches only.
+        raise ValueError(
+            f"A run of {distributed.process_count()} processes evaluates the held-out "
+            f"documents in full batches of `batch_size` (--batch-size {s.batch_size}), "
+            f"but there are only {len(heldout_texts)} held-out documents. Hold out more "
+            "(--heldout-every, --heldout-lines or --heldout-file) or use a smaller batch."
+        )
     vocab_path = os.path.join(work_dir, "vocabulary.txt")
     # Written to a temporary file and renamed: never a truncated vocabulary.
     vocab_tmp = vocab_path + ".tmp"

@@ -207,6 +207,31 @@ def test_batch_must_split_evenly_over_processes():
     assert settings.data_parallel  # several processes: data parallel by default
 
 
+def test_too_few_heldout_documents_for_a_global_batch_are_refused(corpus, tmp_path,
+                                                                   monkeypatch):
+    """Several processes evaluate full global batches only: fewer held-out
+    documents than one batch is a clear error (not an empty evaluation).
+    The processes are faked (the check comes before any collective)."""
+    from keras_unilmv2.pretraining import distributed
+    from keras_unilmv2.pretraining import pretrain
+
+    monkeypatch.setitem(distributed._STATE, "num_processes", 1)
+    monkeypatch.setitem(distributed._STATE, "process_id", 0)
+    monkeypatch.setattr(
+        distributed, "initialize_processes",
+        lambda address, count, index: distributed._STATE.update(
+            num_processes=count, process_id=index),
+    )
+    options = dict(vocabulary=VOCAB, num_layers=1, num_heads=2, hidden_dim=16,
+                   intermediate_dim=32, max_sequence_length=64, sequence_length=16,
+                   steps=1, checkpoint_every=1, coordinator_address="127.0.0.1:1",
+                   num_processes=2, log=lambda *a: None)
+    # 60 documents, every 5th held out: 12.
+    with pytest.raises(ValueError, match="--batch-size 16.*only 12 held-out documents"):
+        pretrain([corpus], os.path.join(tmp_path, "out"), batch_size=16, heldout_every=5,
+                 **options)
+
+
 def test_shard_batches_gives_each_process_its_rows(monkeypatch):
     import tensorflow as tf
 
