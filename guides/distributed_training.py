@@ -2,7 +2,8 @@
 Title: Distributed training of UniLMv2 with Keras 3
 Author: keras-unilmv2 contributors
 Description: Data-parallel and model-parallel PMLM pre-training with
-    `keras.distribution` on JAX, and what works on TensorFlow and PyTorch.
+    `keras.distribution` on JAX, several processes on JAX and PyTorch, and
+    what works on TensorFlow.
 Accelerator: none needed (8 virtual CPU devices); the same code runs on GPUs/TPUs.
 
 ## Introduction
@@ -249,8 +250,37 @@ fails in `_maybe_symbolic_build` (`strategy.reduce` of the first input
 batch, a dict, which this strategy cannot reduce); building the model from
 a plain batch instead gets past that, and the train step then fails in
 `reduce_per_replica` on the scalar metrics ("Invalid reduction dimension
-0 for input with 0 dimensions"). `tools/pretrain_pmlm.py` runs several
-processes on JAX only. The test
+0 for input with 0 dimensions"). A custom training step does work under
+`MultiWorkerMirroredStrategy` (the PMLM built in the strategy's scope,
+Keras' optimizer, `strategy.run`):
+
+```python
+def step(x, y, w):
+    context = tf.distribute.get_replica_context()
+    with tf.GradientTape() as tape:
+        outputs = pmlm(x, training=True)
+        loss = 0.0
+        for name in ("ae", "par"):
+            total = context.all_reduce("sum", tf.reduce_sum(w[name]))
+            ce = keras.losses.sparse_categorical_crossentropy(
+                y[name], outputs[name], from_logits=True)
+            loss += tf.reduce_sum(ce * w[name]) / total  # global weighted mean
+    grads = tape.gradient(loss, pmlm.trainable_variables)
+    # Keras' TensorFlow optimizer sums the gradients over the replicas.
+    optimizer.apply_gradients(zip(grads, pmlm.trainable_variables))
+    return context.all_reduce("sum", loss)
+
+train = tf.function(lambda x, y, w: strategy.run(step, args=(x, y, w)))
+```
+
+The slow test `test_tf_multi_worker_custom_step_two_workers_match_one`
+(`tests/distribution/mwms_worker.py`, SGD) checks that 2 workers on
+127.0.0.1 (`TF_CONFIG`) train exactly like 1 (losses and weights within
+1e-5). Note that Keras' optimizer clips (`clipnorm`) each replica's
+gradients before it sums them, so with clipping the run is not the
+one-worker run. `tools/pretrain_pmlm.py` does not use this loop: it runs
+several processes on JAX and PyTorch only and refuses them on TensorFlow.
+The test
 suite checks that the PMLM under `MirroredStrategy` (2 logical CPUs)
 trains exactly like one device. There is no model parallelism for Keras 3
 models on TensorFlow.
@@ -258,8 +288,36 @@ models on TensorFlow.
 ## PyTorch
 
 Keras 3.15 has no `keras.distribution` implementation for PyTorch, and
-`fit()` runs on one device. For several GPUs, write the training loop in
-PyTorch and wrap the Keras model (a `torch.nn.Module` on this backend) in
+`fit()` runs on one device. `tools/pretrain_pmlm.py` runs several PyTorch
+processes with the same flags as on JAX:
+
+```bash
+ARGS="--input corpus/ --output my_preset/ --batch-size 32 --steps 1000"
+KERAS_BACKEND=torch python tools/pretrain_pmlm.py $ARGS \
+    --coordinator-address 127.0.0.1:9911 --num-processes 2 --process-id 0 &
+KERAS_BACKEND=torch python tools/pretrain_pmlm.py $ARGS \
+    --coordinator-address 127.0.0.1:9911 --num-processes 2 --process-id 1
+```
+
+It keeps Keras' `fit` (and so the callbacks, checkpoints and resume of
+one process) and makes it data-parallel with `torch.distributed` (gloo on
+CPU, NCCL on GPUs;
+`keras_unilmv2.pretraining.distributed.prepare_torch_model`): process 0's initial weights are broadcast; each
+process trains on its share of every global batch; each output's loss is
+`N * sum(w * loss) / global sum(w)` over `N` processes, so its mean over
+the processes is the one-process loss of the global batch; the optimizer
+averages every gradient over the processes (one all-reduce per batch,
+before clipping and the update, as `DistributedDataParallel` does); and
+the metrics Keras logs are summed over the processes. Process 0 alone
+writes the files; a rerun resumes every process from the same checkpoint.
+The processes draw their dropout masks apart (as under DDP), so a run
+equals one process bit for bit (to float32 rounding) only with
+`--dropout 0`, which the slow test
+`test_two_torch_processes_match_one_and_resume` checks (2 processes on
+127.0.0.1 against 1: per-step losses and final weights within 1e-5,
+across an interruption and resume).
+
+For a training loop of your own, wrap the Keras model (a `torch.nn.Module` on this backend) in
 `torch.nn.parallel.DistributedDataParallel`, one process per GPU, as in the
 keras.io guide "Multi-GPU distributed training with PyTorch":
 
@@ -290,8 +348,7 @@ loss. Dividing by the *global* weight total (and scaling by the number of
 ranks) makes the loss the one-process PMLM loss: the slow test
 `test_torch_ddp_two_ranks_match_one` (`tests/distribution/ddp_worker.py`)
 checks that 2 ranks on 127.0.0.1 train exactly like 1 (losses and weights
-within 1e-5). `tools/pretrain_pmlm.py` does not run this loop (its
-several-process mode is JAX's). Model parallelism (FSDP, tensor
+within 1e-5). Model parallelism (FSDP, tensor
 parallelism) of Keras models on PyTorch is not supported by Keras.
 """
 

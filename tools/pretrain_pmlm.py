@@ -15,13 +15,19 @@ AE/PAR accuracies; `training/curves.png` plots loss and accuracy.
 `--mesh data` trains data-parallel over all devices, `--mesh 2x4` model
 parallel on a (batch, model) mesh (JAX; see guides/distributed_training.py).
 
-Several processes (JAX): start the same command once per process with
-`--coordinator-address HOST:PORT --num-processes N --process-id I` (process
-0 listens at the address). The mesh spans every process' devices (`--mesh
-data` unless given); each process reads its share of every global batch of
-`--batch-size`; process 0 alone writes checkpoints, history and the preset
-(the `--output` folder must be one all processes see). A rerun resumes in
-every process from the same checkpoint, with any number of processes.
+Several processes (JAX or PyTorch): start the same command once per
+process with `--coordinator-address HOST:PORT --num-processes N
+--process-id I` (process 0 listens at the address). On JAX the mesh spans
+every process' devices (`--mesh data` unless given); on PyTorch the
+processes train data-parallel with `torch.distributed` (gloo on CPU, NCCL
+on GPU: the gradients are averaged over the processes every batch, as by
+`DistributedDataParallel`). Each process reads its share of every global
+batch of `--batch-size`; process 0 alone writes checkpoints, history and
+the preset (the `--output` folder must be one all processes see). A rerun
+resumes in every process from the same checkpoint, with any number of
+processes. `--dropout` sets the backbone's dropout (default 0.1); PyTorch
+processes draw their dropout masks apart, so only with `--dropout 0` does
+a PyTorch run equal a one-process run bit for bit (to float32 rounding).
 
     A=127.0.0.1:9911
     python tools/pretrain_pmlm.py ... --coordinator-address $A --num-processes 2 --process-id 0 &
@@ -93,6 +99,10 @@ def main(argv=None):
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--heldout-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dropout", type=float, default=0.1,
+        help="the backbone's dropout (0: runs reproducible across process counts on PyTorch)",
+    )
     parser.add_argument("--mesh", default=None, help="'data' or 'BxM' (e.g. 2x4)")
     parser.add_argument(
         "--init-from", default=None, help="a preset to continue pre-training (same vocabulary)"
@@ -186,6 +196,7 @@ def main(argv=None):
             checkpoint_every=args.checkpoint_every,
             heldout_every=args.heldout_every,
             seed=args.seed,
+            dropout=args.dropout,
             data_parallel=args.mesh == "data",
             model_parallel=args.mesh if args.mesh not in (None, "data") else None,
             stop_after_checkpoints=args.stop_after_checkpoints,

@@ -79,6 +79,7 @@ def build_pretraining_model(
     gradient_accumulation_steps=1,
     mixed_precision=None,
     init_from=None,
+    dropout=0.1,
 ):
     """The compiled `UniLMv2PMLM` (and its backbone) that `pretrain()` trains.
 
@@ -89,7 +90,9 @@ def build_pretraining_model(
     `gradient_accumulation_steps`) and the schedule reads `iterations // N`.
     `mixed_precision` (`None`, `"bfloat16"` or `"float16"`) builds the
     layers under the `mixed_*` policy (variables stay float32; with
-    float16, `compile` adds dynamic loss scaling).
+    float16, `compile` adds dynamic loss scaling). `dropout` is the
+    backbone's (0 for runs compared bit for bit, e.g. 1 against 2 PyTorch
+    processes, which draw their dropout masks apart).
 
     Returns:
         `(backbone, pmlm)`.
@@ -117,6 +120,7 @@ def build_pretraining_model(
         hidden_dim=hidden_dim,
         intermediate_dim=intermediate_dim,
         max_sequence_length=max_sequence_length,
+        dropout=dropout,
         dtype=dtype,
     )
     if init_from is not None:
@@ -124,7 +128,7 @@ def build_pretraining_model(
         start = UniLMv2Backbone.from_preset(init_from)
 
         def architecture(model):
-            return {k: v for k, v in model.get_config().items() if k not in ("name", "dtype")}
+            return {k: v for k, v in model.get_config().items() if k not in ("name", "dtype", "dropout")}
 
         if architecture(start) != architecture(backbone):
             raise ValueError(

@@ -110,10 +110,12 @@ class PretrainSettings:
     for their meaning. `init_from` is kept as an absolute path, so a rerun
     from another working directory (or with the same preset spelled
     otherwise) resumes. `coordinator_address`, `num_processes` and
-    `process_id` make a multi-process run (JAX; see
+    `process_id` make a multi-process run (JAX or PyTorch; see
     `keras_unilmv2.pretraining.distributed`): `batch_size` is then the
     global batch, split evenly over the processes, and the run is
-    data-parallel unless `model_parallel` is given.
+    data-parallel unless `model_parallel` is given (JAX only). `dropout`
+    is the backbone's (PyTorch processes draw their masks apart: 0 makes
+    a multi-process run equal a one-process run).
 
     Example:
     ```python
@@ -141,6 +143,7 @@ class PretrainSettings:
     checkpoint_every: int = 100
     heldout_every: int = 50
     seed: int = 0
+    dropout: float = 0.1
     data_parallel: bool = False
     model_parallel: Optional[str] = None
     stop_after_checkpoints: Optional[int] = None
@@ -185,6 +188,9 @@ class PretrainSettings:
                 self.coordinator_address, self.num_processes, self.process_id
             )
         )
+        from keras_unilmv2.utils.checks import check_rate
+
+        self.dropout = check_rate("dropout (--dropout)", self.dropout, 0, 1, open_high=True)
         if self.batch_size % self.num_processes:
             raise ValueError(
                 f"`batch_size` (--batch-size) must be divisible by `num_processes` "
@@ -223,6 +229,7 @@ _NEW_SETTING_DEFAULTS = {
     "max_span_length": 6,
     "mask_token_replacement_rates": None,
     "streaming": False,
+    "dropout": 0.1,
 }
 
 
@@ -351,6 +358,14 @@ def _pretrain(keras, s, log):
 
     chief = distributed.is_chief()
     multi_process = distributed.process_count() > 1
+    if multi_process and len(heldout_texts) < s.batch_size:
+        # Several processes evaluate full global batches only.
+        raise ValueError(
+            f"A run of {distributed.process_count()} processes evaluates the held-out "
+            f"documents in full batches of `batch_size` (--batch-size {s.batch_size}), "
+            f"but there are only {len(heldout_texts)} held-out documents. Hold out more "
+            "(--heldout-every, --heldout-lines or --heldout-file) or use a smaller batch."
+        )
     vocab_path = os.path.join(work_dir, "vocabulary.txt")
     # Written to a temporary file and renamed: never a truncated vocabulary.
     vocab_tmp = vocab_path + ".tmp"
@@ -391,6 +406,7 @@ def _pretrain(keras, s, log):
         "learning_rate": s.learning_rate,
         "checkpoint_every": s.checkpoint_every,
         "seed": s.seed,
+        "dropout": s.dropout,
         "init_from": None if s.init_from is None else os.fspath(s.init_from),
         "mixed_precision": s.policy,
         "gradient_accumulation_steps": accumulation,
@@ -413,7 +429,8 @@ def _pretrain(keras, s, log):
 
     distribution = None
     if s.data_parallel or s.model_parallel:
-        distribution = make_distribution(keras, s.model_parallel)
+        distribution = make_distribution(keras, s.model_parallel)  # None: PyTorch processes
+    if distribution is not None:
         keras.distribution.set_distribution(distribution)
     backbone, pmlm = build_pretraining_model(
         tokenizer.vocabulary_size(),
@@ -428,7 +445,10 @@ def _pretrain(keras, s, log):
         gradient_accumulation_steps=accumulation,
         mixed_precision=s.policy,
         init_from=s.init_from,
+        dropout=s.dropout,
     )
+    # Several PyTorch processes: gradients and figures averaged over them.
+    distributed.prepare_torch_model(pmlm)
 
     eval_pre = make_preprocessor(10_000 + s.seed)
     # Several processes split every batch: the held-out set is evaluated
@@ -585,6 +605,7 @@ def _export(s, backbone, tokenizer, settings, files, texts, train_texts, heldout
                 "peak_learning_rate": s.learning_rate,
                 "warmup_steps": s.warmup_steps,
                 "seed": s.seed,
+                "dropout": s.dropout,
                 "init_from": None if s.init_from is None else os.fspath(s.init_from),
                 "mixed_precision": s.policy,
                 "lowercase": s.lowercase,

@@ -15,16 +15,22 @@ they can differ in the last bits (~1e-7 relative per step); over 4 AdamW
 steps that stays far below `LOSS_RTOL`/`WEIGHT_ATOL` = 1e-5, the same as
 `test_distributed_training.py`'s single-process mesh checks.
 
-The subprocesses always run on JAX (multi-process pre-training is
-implemented there; the tool refuses it on other backends), whatever
-backend this test session uses. Each launch starts Python, TensorFlow and
-JAX in fresh processes, so the end-to-end test is `slow` (minutes on a
-loaded 2-core machine); the option checks are fast.
+The subprocesses run on the backend each test names (JAX, or PyTorch
+with `torch.distributed` gloo; the tool refuses several TensorFlow
+processes), whatever backend this test session uses. Each launch starts
+Python, TensorFlow and the backend in fresh processes, so the end-to-end
+tests are `slow` (minutes on a loaded 2-core machine); the option checks
+are fast. The PyTorch run uses `--dropout 0`: its processes draw their
+dropout masks apart (as under `DistributedDataParallel`), JAX draws them
+over the global batch.
 
-PyTorch: `test_torch_ddp_two_ranks_match_one` (slow, ~2 min) trains the
-Keras PMLM under `DistributedDataParallel` with 2 gloo ranks against 1
-(`ddp_worker.py`). TensorFlow's `MultiWorkerMirroredStrategy` has no test:
-Keras 3.15's `fit` fails under it on this model (see the guide).
+`test_torch_ddp_two_ranks_match_one` (slow, ~2 min) also trains the
+Keras PMLM in a plain torch loop under `DistributedDataParallel` with 2
+gloo ranks against 1 (`ddp_worker.py`). TensorFlow:
+`test_tf_multi_worker_custom_step_two_workers_match_one` (slow) trains it
+with a custom step under `MultiWorkerMirroredStrategy`, 2 workers against
+1 (`mwms_worker.py`); Keras 3.15's `fit` fails under that strategy on this
+model (see the guide), so the tool refuses several TensorFlow processes.
 """
 
 import json
@@ -59,14 +65,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _env():
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+def _env(backend="jax"):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     env.pop("XLA_FLAGS", None)  # one CPU device per process
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
-def _launch(output, processes, extra=(), timeout=900):
+def _launch(output, processes, extra=(), timeout=900, backend="jax"):
     """Runs the tool in `processes` processes; returns their outputs."""
     common = [sys.executable, TOOL, "--output", output, *ARGS, *extra]
     if processes > 1:
@@ -79,7 +85,7 @@ def _launch(output, processes, extra=(), timeout=900):
     else:
         commands = [common]
     running = [
-        subprocess.Popen(c, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+        subprocess.Popen(c, cwd=REPO, env=_env(backend), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
         for c in commands
     ]
@@ -127,15 +133,26 @@ def corpus(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_match_one_and_resume(corpus, tmp_path):
+    _check_two_processes_match_one(corpus, tmp_path, "jax", [])
+
+
+@pytest.mark.slow
+def test_two_torch_processes_match_one_and_resume(corpus, tmp_path):
+    """PyTorch (`torch.distributed`, gloo): the same check, dropout off."""
+    _check_two_processes_match_one(corpus, tmp_path, "torch", ["--dropout", "0"])
+
+
+def _check_two_processes_match_one(corpus, tmp_path, backend, extra):
     one = os.path.join(tmp_path, "one")
     two = os.path.join(tmp_path, "two")
-    _launch(one, 1, ["--input", corpus])
+    _launch(one, 1, ["--input", corpus, *extra], backend=backend)
     # Interrupted after 2 of 4 steps, then resumed: two launches of 2 processes.
-    first = _launch(two, 2, ["--input", corpus, "--stop-after-checkpoints", "2"])
+    first = _launch(two, 2, ["--input", corpus, "--stop-after-checkpoints", "2", *extra],
+                    backend=backend)
     assert "stopped before the last step" in first[0]
     assert "stopped before the last step" not in first[1]  # process 1 is quiet
     assert not os.path.exists(os.path.join(two, "model.weights.h5"))
-    resumed = _launch(two, 2, ["--input", corpus])
+    resumed = _launch(two, 2, ["--input", corpus, *extra], backend=backend)
     assert "resuming after step 2" in resumed[0]
 
     single, double = _history(one), _history(two)
@@ -190,6 +207,31 @@ def test_batch_must_split_evenly_over_processes():
     assert settings.data_parallel  # several processes: data parallel by default
 
 
+def test_too_few_heldout_documents_for_a_global_batch_are_refused(corpus, tmp_path,
+                                                                   monkeypatch):
+    """Several processes evaluate full global batches only: fewer held-out
+    documents than one batch is a clear error (not an empty evaluation).
+    The processes are faked (the check comes before any collective)."""
+    from keras_unilmv2.pretraining import distributed
+    from keras_unilmv2.pretraining import pretrain
+
+    monkeypatch.setitem(distributed._STATE, "num_processes", 1)
+    monkeypatch.setitem(distributed._STATE, "process_id", 0)
+    monkeypatch.setattr(
+        distributed, "initialize_processes",
+        lambda address, count, index: distributed._STATE.update(
+            num_processes=count, process_id=index),
+    )
+    options = dict(vocabulary=VOCAB, num_layers=1, num_heads=2, hidden_dim=16,
+                   intermediate_dim=32, max_sequence_length=64, sequence_length=16,
+                   steps=1, checkpoint_every=1, coordinator_address="127.0.0.1:1",
+                   num_processes=2, log=lambda *a: None)
+    # 60 documents, every 5th held out: 12.
+    with pytest.raises(ValueError, match="--batch-size 16.*only 12 held-out documents"):
+        pretrain([corpus], os.path.join(tmp_path, "out"), batch_size=16, heldout_every=5,
+                 **options)
+
+
 def test_shard_batches_gives_each_process_its_rows(monkeypatch):
     import tensorflow as tf
 
@@ -209,23 +251,25 @@ def test_shard_batches_gives_each_process_its_rows(monkeypatch):
     assert distributed.shard_batches(data, 4) is data
 
 
-def test_several_processes_need_jax(monkeypatch):
+def test_several_processes_need_jax_or_torch(monkeypatch):
     import keras
 
     from keras_unilmv2.pretraining import distributed
 
     # Whatever backend this session runs: the check reads the backend name.
-    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    with pytest.raises(ValueError, match="runs on the JAX backend; this process runs 'torch'"):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    with pytest.raises(
+        ValueError, match="runs on the JAX and PyTorch backends; this process runs 'tensorflow'"
+    ):
         distributed.initialize_processes("127.0.0.1:1234", 2, 1)
     assert (distributed.process_count(), distributed.process_index()) == (1, 0)
     assert distributed.is_chief()
 
 
-def _run_ddp(world, out, timeout=600):
-    worker = os.path.join(REPO, "tests", "distribution", "ddp_worker.py")
+def _run_ddp(world, out, timeout=600, worker="ddp_worker.py", backend="torch"):
+    worker = os.path.join(REPO, "tests", "distribution", worker)
     port = str(_free_port())
-    env = dict(_env(), KERAS_BACKEND="torch")
+    env = _env(backend)
     running = [
         subprocess.Popen([sys.executable, worker, str(rank), str(world), port, out], cwd=REPO,
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -259,3 +303,25 @@ def test_torch_ddp_two_ranks_match_one(tmp_path):
         np.testing.assert_allclose(np.array(two["weights"][name]), np.array(value),
                                    atol=WEIGHT_ATOL, err_msg=name)
     assert len(one["weights"]) > 5
+
+
+@pytest.mark.slow
+def test_tf_multi_worker_custom_step_two_workers_match_one(tmp_path):
+    """TensorFlow: the Keras PMLM trained by a custom step under
+    `MultiWorkerMirroredStrategy` (`TF_CONFIG`, 2 workers on 127.0.0.1)
+    against 1 worker (`mwms_worker.py`); runs on TensorFlow in its
+    subprocesses whatever this session's backend. Same float32 tolerances.
+    The workers take ports `PORT` and `PORT + 1` (`PORT` found free)."""
+
+    def run(world, name):
+        return _run_ddp(world, os.path.join(tmp_path, name), worker="mwms_worker.py",
+                        backend="tensorflow")
+
+    one = run(1, "one.json")
+    two = run(2, "two.json")
+    assert np.ptp(one["losses"]) > 1e-2  # the model trains
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=LOSS_RTOL)
+    assert sorted(one["weights"]) == sorted(two["weights"]) and len(one["weights"]) > 5
+    for name, value in one["weights"].items():
+        np.testing.assert_allclose(np.array(two["weights"][name]), np.array(value),
+                                   atol=WEIGHT_ATOL, err_msg=name)

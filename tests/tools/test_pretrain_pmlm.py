@@ -259,10 +259,10 @@ def test_command_line_flags_reach_pretrain(monkeypatch, tmp_path):
          "--span-probability", "0.5", "--min-span-length", "3", "--max-span-length", "5",
          "--mask-token-replacement-rates", "0.8,0.1,0.1", "--streaming",
          "--vocab-sample-lines", "500", "--heldout-file", "h.txt", "--heldout-lines", "7",
-         "--shuffle-buffer", "99"]
+         "--shuffle-buffer", "99", "--dropout", "0"]
     )
     assert code == 0
-    expected = dict(
+    expected = dict(dropout=0.0, 
         mixed_precision="bfloat16", gradient_accumulation_steps=4, cased=True, mask_rate=0.2,
         span_probability=0.5, min_span_length=3, max_span_length=5,
         mask_token_replacement_rates=(0.8, 0.1, 0.1), streaming=True, vocab_sample_lines=500,
@@ -276,6 +276,7 @@ def test_command_line_flags_reach_pretrain(monkeypatch, tmp_path):
         None, 1, False,
     )
     assert seen["streaming"] is False and seen["mask_token_replacement_rates"] is None
+    assert seen["dropout"] == 0.1
 
 
 @pytest.mark.parametrize("value", ["0.8,0.2", "a,b,c"])
@@ -302,6 +303,8 @@ def test_malformed_replacement_rates_are_refused(value, tmp_path, capsys):
         ({"streaming": True, "heldout_lines": 0}, "heldout_lines"),
         ({"streaming": True, "heldout_file": "/nonexistent.txt"}, "heldout_file"),
         ({"heldout_file": __file__}, "heldout_file"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": "0.1"}, "dropout"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_written(kwargs, name, corpus, tmp_path):
@@ -323,6 +326,8 @@ def test_pretraining_model_gets_precision_and_accumulation():
     backbone, pmlm = build_pretraining_model(50, **dims)
     assert backbone.dtype_policy.name == "float32"
     assert pmlm.optimizer.gradient_accumulation_steps is None
+    assert backbone.dropout == 0.1
+    assert build_pretraining_model(50, dropout=0.0, **dims)[0].dropout == 0.0
     backbone, pmlm = build_pretraining_model(
         50, gradient_accumulation_steps=3, mixed_precision="bfloat16", **dims
     )
