@@ -91,7 +91,6 @@ def main(argv=None):
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras_hub
-    import numpy as np  # noqa: F401
 
     from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
     from keras_unilmv2.models.unilmv2_tokenizer import UniLMv2Tokenizer
