@@ -18,6 +18,26 @@ from keras_unilmv2.utils.corpus import rst_paragraphs
 TEXT_SUFFIXES = (".txt", ".text")
 
 
+def _input_files(paths, suffixes):
+    """Files given in `paths`, and the files ending in `suffixes` found
+    recursively (in sorted order) in its folders; a `ValueError` for a path
+    that does not exist or when nothing is found."""
+    files = []
+    for path in paths:
+        path = os.path.expanduser(os.fspath(path))
+        if os.path.isdir(path):
+            for root, dirs, names in os.walk(path):
+                dirs.sort()
+                files += [os.path.join(root, n) for n in sorted(names) if n.endswith(suffixes)]
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise ValueError(f"`--input` path does not exist: {path!r}")
+    if not files:
+        raise ValueError(f"No text files found in {list(paths)!r}.")
+    return files
+
+
 def read_texts(paths, min_words=4, max_non_text=0.05):
     """Documents from files and folders, in a deterministic order.
 
@@ -31,21 +51,7 @@ def read_texts(paths, min_words=4, max_non_text=0.05):
     non-space characters are undecodable bytes or control characters (a
     binary file or another encoding), rather than training on noise.
     """
-    files = []
-    for path in paths:
-        path = os.path.expanduser(os.fspath(path))
-        if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                files += [
-                    os.path.join(root, n) for n in sorted(names) if n.endswith(TEXT_SUFFIXES)
-                ]
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise ValueError(f"`--input` path does not exist: {path!r}")
-    if not files:
-        raise ValueError(f"No text files found in {list(paths)!r}.")
+    files = _input_files(paths, TEXT_SUFFIXES)
     texts = []
     non_text, total, worst = 0, 0, (0.0, None)
     for name in files:
@@ -142,23 +148,7 @@ def streaming_files(paths):
     """The text files a `--streaming` run reads: files as given, folders
     searched recursively for `*.txt`, `*.text` and `*.gz` files. `.rst.txt`
     files are refused (their documents are paragraphs, not lines)."""
-    files = []
-    for path in paths:
-        path = os.path.expanduser(os.fspath(path))
-        if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                files += [
-                    os.path.join(root, n)
-                    for n in sorted(names)
-                    if n.endswith(TEXT_SUFFIXES + (".gz",))
-                ]
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise ValueError(f"`--input` path does not exist: {path!r}")
-    if not files:
-        raise ValueError(f"No text files found in {list(paths)!r}.")
+    files = _input_files(paths, TEXT_SUFFIXES + (".gz",))
     rst = [f for f in files if f.endswith((".rst.txt", ".rst.txt.gz"))]
     if rst:
         raise ValueError(
