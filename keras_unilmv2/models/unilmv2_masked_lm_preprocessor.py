@@ -19,9 +19,6 @@ from keras_unilmv2.utils.preprocessing import as_text_list
 from keras_unilmv2.utils.preprocessing import standardize_segments
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
-# The TensorFlow workflow (`tf.data`) imports TensorFlow in its methods:
-# `import keras_unilmv2` does not need it (see `keras_unilmv2/utils/text.py`).
-
 _OWNER = "UniLMv2MaskedLMPreprocessor"
 
 

@@ -17,8 +17,7 @@ from keras_unilmv2.utils.seeding import check_seed
 from keras_unilmv2.utils.seeding import example_seeds
 
 # This preprocessor runs on TensorFlow ops, eagerly and inside `tf.data`, on
-# every Keras backend. TensorFlow is imported in the methods: `import
-# keras_unilmv2` does not need it (see `keras_unilmv2/utils/text.py`).
+# every Keras backend (TensorFlow is a dependency, as for keras-hub).
 
 # The random streams of an example (see `keras_unilmv2.utils.seeding`).
 _STREAMS = ("pseudo", "random_id", "target_drop", "source_mask")

@@ -8,9 +8,8 @@ stream never depend on another stream, on the other examples of the batch,
 or on the order of calls. `seed=None` keys every example with fresh random
 bits instead (new noise on every call).
 
-TensorFlow is imported inside the functions: the preprocessors run on
-TensorFlow ops on every Keras backend, but `import keras_unilmv2` does not
-need TensorFlow (`tests/test_masks.py` checks this).
+The functions are TensorFlow ops: the preprocessors run on TensorFlow ops
+(eagerly and in `tf.data`) on every Keras backend.
 """
 
 import tensorflow as tf
