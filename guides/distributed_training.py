@@ -277,6 +277,9 @@ global batch (`distribute_datasets_from_function`, no re-sharding). With
 batches (`test_two_tensorflow_processes_match_one_and_resume`, slow:
 per-step losses and final weights within 1e-5, across an interruption
 and resume); the processes draw their dropout masks apart otherwise.
+`--gradient-accumulation-steps` > 1 is refused with several TensorFlow
+processes: Keras 3.15's optimizer accumulates inside a `cond` whose
+branches sync the workers (`merge_call`), which `tf.distribute` refuses.
 A custom `strategy.run` loop works too
 (`test_tf_multi_worker_custom_step_two_workers_match_one`,
 `tests/distribution/mwms_worker.py`). The test

@@ -33,7 +33,8 @@ own `--process-id`, and they meet at `--coordinator-address HOST:PORT`.
   and Keras' own `fit`/`evaluate` train data-parallel as on PyTorch
   (`prepare_model`): the same global loss, the gradients summed over the
   processes before clipping, the metrics summed over them. Dropout masks
-  are drawn per process, as on PyTorch.
+  are drawn per process, as on PyTorch. No gradient accumulation (Keras
+  3.15's optimizer accumulates in a `cond` that syncs the workers).
 - Process 0 (the chief) alone writes the vocabulary, the checkpoints, the
   history and the preset; the output directory must be on a file system
   all processes see (on one machine it is). A resumed run restores the same

@@ -197,6 +197,21 @@ class PretrainSettings:
                 f"(--num-processes {self.num_processes}): each process reads an equal "
                 f"share of every batch. Received: batch_size={self.batch_size!r}"
             )
+        if self.num_processes > 1 and self.gradient_accumulation_steps > 1:
+            import keras
+
+            if keras.backend.backend() == "tensorflow":
+                # Keras 3.15 accumulates in a `cond` whose branches sync the
+                # replicas (`merge_call`), which `tf.distribute` refuses.
+                raise ValueError(
+                    "`gradient_accumulation_steps` (--gradient-accumulation-steps) > 1 "
+                    "does not work with several TensorFlow processes "
+                    "(`MultiWorkerMirroredStrategy`; Keras 3.15's optimizer "
+                    "accumulates in a `cond` that syncs the workers). Use a larger "
+                    "--batch-size, or JAX or PyTorch. Received: "
+                    f"gradient_accumulation_steps={self.gradient_accumulation_steps}, "
+                    f"num_processes={self.num_processes}"
+                )
         if self.num_processes > 1 and not (self.data_parallel or self.model_parallel):
             self.data_parallel = True  # One model, data-parallel over the processes.
         if self.init_from is not None:

@@ -320,6 +320,25 @@ def test_several_tensorflow_processes_check_tf_config_before_starting(monkeypatc
     assert distributed.is_chief()
 
 
+def test_gradient_accumulation_is_refused_with_several_tensorflow_processes(monkeypatch):
+    """Keras 3.15's TensorFlow optimizer accumulates in a `cond` that syncs
+    the workers, which `MultiWorkerMirroredStrategy` refuses: a clear error
+    up front (whatever backend this session runs: the check reads its name)."""
+    import keras
+
+    from keras_unilmv2.pretraining import PretrainSettings
+
+    options = dict(batch_size=4, num_processes=2, coordinator_address="127.0.0.1:1234")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    with pytest.raises(ValueError, match="gradient_accumulation_steps.*several TensorFlow "
+                       "processes.*gradient_accumulation_steps=2, num_processes=2"):
+        PretrainSettings(["c"], "out", gradient_accumulation_steps=2, **options)
+    assert PretrainSettings(["c"], "out", **options).gradient_accumulation_steps == 1
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert PretrainSettings(["c"], "out", gradient_accumulation_steps=2,
+                            **options).gradient_accumulation_steps == 2
+
+
 def test_model_parallel_is_refused_on_data_parallel_backends(monkeypatch):
     import keras
 
