@@ -534,7 +534,7 @@ def _prepare_tf_model(pmlm, element_spec):
 
     Keras' optimizer sums the replicas' gradients, but after clipping each
     replica's own: the gradients are summed here first (then its own sum is
-    an identity), so clipping and accumulation see the global gradient.
+    an identity), so clipping sees the global gradient.
     """
     import keras
 
