@@ -91,7 +91,13 @@ def check_process_options(coordinator_address, num_processes, process_id):
 
 def initialize_processes(coordinator_address, num_processes, process_id):
     """Joins a multi-process run (no-op for one process). Must run before
-    the backend does any computation."""
+    the backend does any computation.
+
+    JAX: `keras.distribution.initialize`; PyTorch: a `torch.distributed`
+    process group at `tcp://HOST:PORT`; TensorFlow: `TF_CONFIG` (see
+    `tf_config`) and the run's `MultiWorkerMirroredStrategy`, created once
+    per process (a `ValueError` if `TF_CONFIG` disagrees with the flags).
+    """
     import keras
 
     if num_processes == 1:
