@@ -2,8 +2,8 @@
 Title: Distributed training of UniLMv2 with Keras 3
 Author: keras-unilmv2 contributors
 Description: Data-parallel and model-parallel PMLM pre-training with
-    `keras.distribution` on JAX, several processes on JAX and PyTorch, and
-    what works on TensorFlow.
+    `keras.distribution` on JAX, and several processes on JAX, PyTorch and
+    TensorFlow.
 Accelerator: none needed (8 virtual CPU devices); the same code runs on GPUs/TPUs.
 
 ## Introduction
@@ -243,44 +243,46 @@ pmlm.fit(dataset, steps_per_epoch=STEPS)
 ```
 
 This is data parallelism only (`MirroredStrategy` on one machine,
-`MultiWorkerMirroredStrategy` across machines, `TPUStrategy`).
-`MultiWorkerMirroredStrategy` with Keras 3.15's `fit` is not yet working
-in this repository: on the PMLM with 2 workers on 127.0.0.1, `fit` first
-fails in `_maybe_symbolic_build` (`strategy.reduce` of the first input
-batch, a dict, which this strategy cannot reduce); building the model from
-a plain batch instead gets past that, and the train step then fails in
-`reduce_per_replica` on the scalar metrics ("Invalid reduction dimension
-0 for input with 0 dimensions"). A custom training step does work under
-`MultiWorkerMirroredStrategy` (the PMLM built in the strategy's scope,
-Keras' optimizer, `strategy.run`):
+`MultiWorkerMirroredStrategy` across processes or machines, `TPUStrategy`).
+`tools/pretrain_pmlm.py` runs several TensorFlow processes with
+`MultiWorkerMirroredStrategy`, with the same flags as on JAX and PyTorch:
 
-```python
-def step(x, y, w):
-    context = tf.distribute.get_replica_context()
-    with tf.GradientTape() as tape:
-        outputs = pmlm(x, training=True)
-        loss = 0.0
-        for name in ("ae", "par"):
-            total = context.all_reduce("sum", tf.reduce_sum(w[name]))
-            ce = keras.losses.sparse_categorical_crossentropy(
-                y[name], outputs[name], from_logits=True)
-            loss += tf.reduce_sum(ce * w[name]) / total  # global weighted mean
-    grads = tape.gradient(loss, pmlm.trainable_variables)
-    # Keras' TensorFlow optimizer sums the gradients over the replicas.
-    optimizer.apply_gradients(zip(grads, pmlm.trainable_variables))
-    return context.all_reduce("sum", loss)
-
-train = tf.function(lambda x, y, w: strategy.run(step, args=(x, y, w)))
+```bash
+ARGS="--input corpus/ --output my_preset/ --batch-size 32 --steps 1000"
+KERAS_BACKEND=tensorflow python tools/pretrain_pmlm.py $ARGS \
+    --coordinator-address 127.0.0.1:9911 --num-processes 2 --process-id 0 &
+KERAS_BACKEND=tensorflow python tools/pretrain_pmlm.py $ARGS \
+    --coordinator-address 127.0.0.1:9911 --num-processes 2 --process-id 1
 ```
 
-The slow test `test_tf_multi_worker_custom_step_two_workers_match_one`
-(`tests/distribution/mwms_worker.py`, SGD) checks that 2 workers on
-127.0.0.1 (`TF_CONFIG`) train exactly like 1 (losses and weights within
-1e-5). Note that Keras' optimizer clips (`clipnorm`) each replica's
-gradients before it sums them, so with clipping the run is not the
-one-worker run. `tools/pretrain_pmlm.py` does not use this loop: it runs
-several processes on JAX and PyTorch only and refuses them on TensorFlow.
-The test
+On one host the workers listen at the coordinator's port and the next
+ones (9911, 9912); across machines set `TF_CONFIG` in every process (its
+worker count and index must match `--num-processes` and `--process-id`).
+It keeps Keras' own `fit` (callbacks, checkpoints, resume), with the
+model built in the strategy's scope, but Keras 3.15's `fit` does not work
+under this strategy as it is: it builds the model by `strategy.reduce`
+of the first distributed batch, and reduces each step's scalar figures
+along an axis 0 they do not have. `prepare_model` (in
+`keras_unilmv2.pretraining.distributed`) therefore builds the losses, metrics and optimizer from the
+batch structure itself, and sets a train/test function that runs
+`train_step` in every replica and reads the metrics in the cross-replica
+context (Keras' metric variables are on-read sums: the read sums them
+over the workers). Each output's loss is the worker's weighted sum over
+the *global* sum of the weights (a replica all-reduce), so the summed
+gradients are the global batch's; they are summed before Keras'
+optimizer clips them (`clipnorm`), which would otherwise clip each
+worker's gradient apart. Each process reads its own share of every
+global batch (`distribute_datasets_from_function`, no re-sharding). With
+`--dropout 0` a 2-process run equals one process on the same global
+batches (`test_two_tensorflow_processes_match_one_and_resume`, slow:
+per-step losses and final weights within 1e-5, across an interruption
+and resume); the processes draw their dropout masks apart otherwise.
+`--gradient-accumulation-steps` > 1 is refused with several TensorFlow
+processes: Keras 3.15's optimizer accumulates inside a `cond` whose
+branches sync the workers (`merge_call`), which `tf.distribute` refuses.
+A custom `strategy.run` loop works too
+(`test_tf_multi_worker_custom_step_two_workers_match_one`,
+`tests/distribution/mwms_worker.py`). The test
 suite checks that the PMLM under `MirroredStrategy` (2 logical CPUs)
 trains exactly like one device. There is no model parallelism for Keras 3
 models on TensorFlow.
@@ -302,7 +304,7 @@ KERAS_BACKEND=torch python tools/pretrain_pmlm.py $ARGS \
 It keeps Keras' `fit` (and so the callbacks, checkpoints and resume of
 one process) and makes it data-parallel with `torch.distributed` (gloo on
 CPU, NCCL on GPUs;
-`keras_unilmv2.pretraining.distributed.prepare_torch_model`): process 0's initial weights are broadcast; each
+`keras_unilmv2.pretraining.distributed.prepare_model`): process 0's initial weights are broadcast; each
 process trains on its share of every global batch; each output's loss is
 `N * sum(w * loss) / global sum(w)` over `N` processes, so its mean over
 the processes is the one-process loss of the global batch; the optimizer

@@ -15,19 +15,23 @@ AE/PAR accuracies; `training/curves.png` plots loss and accuracy.
 `--mesh data` trains data-parallel over all devices, `--mesh 2x4` model
 parallel on a (batch, model) mesh (JAX; see guides/distributed_training.py).
 
-Several processes (JAX or PyTorch): start the same command once per
-process with `--coordinator-address HOST:PORT --num-processes N
+Several processes (JAX, PyTorch or TensorFlow): start the same command
+once per process with `--coordinator-address HOST:PORT --num-processes N
 --process-id I` (process 0 listens at the address). On JAX the mesh spans
 every process' devices (`--mesh data` unless given); on PyTorch the
 processes train data-parallel with `torch.distributed` (gloo on CPU, NCCL
 on GPU: the gradients are averaged over the processes every batch, as by
-`DistributedDataParallel`). Each process reads its share of every global
-batch of `--batch-size`; process 0 alone writes checkpoints, history and
-the preset (the `--output` folder must be one all processes see). A rerun
-resumes in every process from the same checkpoint, with any number of
-processes. `--dropout` sets the backbone's dropout (default 0.1); PyTorch
-processes draw their dropout masks apart, so only with `--dropout 0` does
-a PyTorch run equal a one-process run bit for bit (to float32 rounding).
+`DistributedDataParallel`); on TensorFlow with `MultiWorkerMirroredStrategy`
+(worker I listens at HOST:PORT+I on one host; across machines set
+`TF_CONFIG` in every process, agreeing with `--num-processes` and
+`--process-id`). Each process reads its share of every global batch of
+`--batch-size`; process 0 alone writes checkpoints, history and the preset
+(the `--output` folder must be one all processes see). A rerun resumes in
+every process from the same checkpoint, with any number of processes.
+`--dropout` sets the backbone's dropout (default 0.1); PyTorch and
+TensorFlow processes draw their dropout masks apart, so only with
+`--dropout 0` does such a run equal a one-process run bit for bit (to
+float32 rounding).
 
     A=127.0.0.1:9911
     python tools/pretrain_pmlm.py ... --coordinator-address $A --num-processes 2 --process-id 0 &
@@ -154,7 +158,8 @@ def main(argv=None):
     )
     parser.add_argument(
         "--coordinator-address", default=None, metavar="HOST:PORT",
-        help="multi-process runs (JAX): the address of process 0",
+        help="multi-process runs: the address of process 0 (TensorFlow: "
+             "worker I listens at PORT+I, unless TF_CONFIG is set)",
     )
     parser.add_argument("--num-processes", type=int, default=1, help="processes of the run")
     parser.add_argument("--process-id", type=int, default=0, help="this process, 0..N-1")

@@ -17,14 +17,24 @@ own `--process-id`, and they meet at `--coordinator-address HOST:PORT`.
   global batch (`shard_batches`), and its gradients are averaged over the
   processes (one all-reduce per batch) before Keras' optimizer applies
   them, so every process keeps the same weights. Keras' `fit`, the
-  callbacks and the checkpoints stay as on one process
-  (`prepare_torch_model`): each output's loss is divided by the *global*
-  sum of its sample weights, and the metrics are summed over processes,
-  so the losses, gradients and figures are those of one process reading
-  the global batches (in float32 reduction order). Dropout masks are drawn
-  per process (as under DDP): with dropout > 0 the runs are statistically,
+  callbacks and the checkpoints stay as on one process (`prepare_model`):
+  each output's loss is divided by the *global* sum of its sample
+  weights, and the metrics are summed over processes, so the losses,
+  gradients and figures are those of one process reading the global
+  batches (in float32 reduction order). Dropout masks are drawn per
+  process (as under DDP): with dropout > 0 the runs are statistically,
   not bitwise, the same.
-- TensorFlow: refused (see guides/distributed_training.py).
+- TensorFlow: `tf.distribute.MultiWorkerMirroredStrategy` (one replica
+  per process on CPU; `TF_CONFIG` written from the flags for workers on
+  one host at `HOST:PORT`, `HOST:PORT+1`, ..., or set by the user across
+  machines: `tf_config`). The model is built in the strategy's scope
+  (`scope()`: mirrored variables, process 0's initial values), each
+  process reads its share of every global batch as it is (`distribute`),
+  and Keras' own `fit`/`evaluate` train data-parallel as on PyTorch
+  (`prepare_model`): the same global loss, the gradients summed over the
+  processes before clipping, the metrics summed over them. Dropout masks
+  are drawn per process, as on PyTorch. No gradient accumulation (Keras
+  3.15's optimizer accumulates in a `cond` that syncs the workers).
 - Process 0 (the chief) alone writes the vocabulary, the checkpoints, the
   history and the preset; the output directory must be on a file system
   all processes see (on one machine it is). A resumed run restores the same
@@ -32,11 +42,15 @@ own `--process-id`, and they meet at `--coordinator-address HOST:PORT`.
 """
 
 import contextlib
+import functools
+import json
+import os
 import re
 
 import tensorflow as tf
 
-_STATE = {"num_processes": 1, "process_id": 0}
+# `strategy`: the `MultiWorkerMirroredStrategy` of several TensorFlow processes.
+_STATE = {"num_processes": 1, "process_id": 0, "strategy": None}
 
 
 def check_process_options(coordinator_address, num_processes, process_id):
@@ -77,7 +91,13 @@ def check_process_options(coordinator_address, num_processes, process_id):
 
 def initialize_processes(coordinator_address, num_processes, process_id):
     """Joins a multi-process run (no-op for one process). Must run before
-    the backend does any computation."""
+    the backend does any computation.
+
+    JAX: `keras.distribution.initialize`; PyTorch: a `torch.distributed`
+    process group at `tcp://HOST:PORT`; TensorFlow: `TF_CONFIG` (see
+    `tf_config`) and the run's `MultiWorkerMirroredStrategy`, created once
+    per process (a `ValueError` if `TF_CONFIG` disagrees with the flags).
+    """
     import keras
 
     if num_processes == 1:
@@ -97,19 +117,81 @@ def initialize_processes(coordinator_address, num_processes, process_id):
             )
         _STATE.update(num_processes=num_processes, process_id=process_id)
         return
-    if backend != "jax":
-        raise ValueError(
-            "Multi-process pre-training (`num_processes` > 1) runs on the JAX "
-            f"and PyTorch backends; this process runs {backend!r}. Set "
-            "KERAS_BACKEND=jax or KERAS_BACKEND=torch (see "
-            "guides/distributed_training.py for TensorFlow's "
-            "MultiWorkerMirroredStrategy)."
-        )
+    if backend == "tensorflow":
+        if _STATE["strategy"] is None:  # else: a second run in this process
+            config = tf_config(coordinator_address, num_processes, process_id)
+            os.environ["TF_CONFIG"] = json.dumps(config)
+            _STATE["strategy"] = tf.distribute.MultiWorkerMirroredStrategy()
+        _STATE.update(num_processes=num_processes, process_id=process_id)
+        return
     import jax
 
     if not jax.distributed.is_initialized():  # else: a second run in this process
         keras.distribution.initialize(coordinator_address, num_processes, process_id)
     _STATE.update(num_processes=num_processes, process_id=process_id)
+
+
+def tf_config(coordinator_address, num_processes, process_id, environ=None):
+    """The `TF_CONFIG` cluster of a multi-process TensorFlow run.
+
+    `MultiWorkerMirroredStrategy` reads the cluster from the `TF_CONFIG`
+    environment variable. When it is not set (`environ`: `os.environ` by
+    default), the processes are taken to share one host: worker `i` listens
+    at `HOST:PORT+i` (`--coordinator-address HOST:PORT`), and this process
+    is worker `process_id`. Across machines, set `TF_CONFIG` yourself in
+    every process (`{"cluster": {"worker": [...]}, "task": {"type":
+    "worker", "index": I}}`); its worker count and index must then be
+    `num_processes` and `process_id` (a `ValueError` naming both otherwise).
+
+    Example:
+    ```python
+    tf_config("127.0.0.1:1234", 2, 1, environ={})
+    # {'cluster': {'worker': ['127.0.0.1:1234', '127.0.0.1:1235']},
+    #  'task': {'type': 'worker', 'index': 1}}
+    ```
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get("TF_CONFIG")
+    if not raw:
+        host, port = coordinator_address.rsplit(":", 1)
+        port = int(port)
+        if port + num_processes - 1 > 65535:
+            raise ValueError(
+                f"`coordinator_address` (--coordinator-address {coordinator_address}): "
+                f"TensorFlow's {num_processes} workers listen at ports {port}.."
+                f"{port + num_processes - 1}, beyond 65535. Use a lower port."
+            )
+        return {
+            "cluster": {"worker": [f"{host}:{port + i}" for i in range(num_processes)]},
+            "task": {"type": "worker", "index": process_id},
+        }
+    try:
+        config = json.loads(raw)
+        workers = config["cluster"]["worker"]
+        task = config["task"]
+        kind, index = task["type"], task["index"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            "The environment variable TF_CONFIG must be JSON like "
+            '{"cluster": {"worker": ["host0:port", ...]}, "task": {"type": "worker", '
+            '"index": I}} (or unset, for workers on one host). '
+            f"Received: TF_CONFIG={raw!r} ({e})"
+        ) from None
+    others = sorted(set(config["cluster"]) - {"worker"})
+    if others or kind != "worker":
+        raise ValueError(
+            "TF_CONFIG must list workers only (`--num-processes` of them); found "
+            f"the task types {others or [kind]}. Received: TF_CONFIG={raw!r}"
+        )
+    if not isinstance(workers, list) or len(workers) != num_processes or index != process_id:
+        count = len(workers) if isinstance(workers, list) else workers
+        raise ValueError(
+            f"TF_CONFIG disagrees with the flags: it lists {count} workers and makes "
+            f"this process worker {index!r}, but `num_processes` (--num-processes) is "
+            f"{num_processes} and `process_id` (--process-id) is {process_id}. "
+            f"Received: TF_CONFIG={raw!r}"
+        )
+    return config
 
 
 def process_count():
@@ -134,6 +216,10 @@ def barrier(name):
 
         dist.barrier()
         return
+    strategy = _STATE["strategy"]
+    if strategy is not None:  # TensorFlow: a one-number all-reduce.
+        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+        return
     from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices(name)
@@ -143,6 +229,26 @@ def _torch():
     import keras
 
     return keras.backend.backend() == "torch"
+
+
+def _tf_strategy():
+    """The `MultiWorkerMirroredStrategy` of several TensorFlow processes, or None."""
+    return _STATE["strategy"] if process_count() > 1 else None
+
+
+def scope():
+    """The scope to build the model in: the `MultiWorkerMirroredStrategy`'s
+    with several TensorFlow processes (its variables are mirrored over the
+    processes, starting from process 0's values); no-op otherwise.
+
+    Example:
+    ```python
+    with distributed.scope():
+        backbone, pmlm = build_pretraining_model(1000)
+    ```
+    """
+    strategy = _tf_strategy()
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -156,7 +262,8 @@ def gathered_variables(model):
     every process' devices, a collective that the chief, saving alone,
     would wait on for ever.
     """
-    if process_count() == 1 or _torch():  # PyTorch: every process holds every weight.
+    if process_count() == 1 or _torch() or _tf_strategy() is not None:
+        # PyTorch, TensorFlow: every process holds every weight.
         yield
         return
     import jax
@@ -205,22 +312,38 @@ def shard_batches(dataset, batch_size):
     return shares
 
 
+def distribute(dataset):
+    """What `fit`/`evaluate` read from this process' batches (`shard_batches`):
+    with several TensorFlow processes a distributed dataset that hands each
+    process its own batches as they are (the `MultiWorkerMirroredStrategy`
+    neither shards nor rebatches them), in Keras' data adapter (Keras 3.15
+    takes a bare distributed dataset for arrays); `dataset` itself
+    otherwise."""
+    strategy = _tf_strategy()
+    if strategy is None:
+        return dataset
+    from keras.src.trainers.data_adapters.tf_dataset_adapter import TFDatasetAdapter
+
+    return TFDatasetAdapter(strategy.distribute_datasets_from_function(lambda context: dataset))
+
+
 def make_distribution(keras, model_parallel):
     """DataParallel over all devices, or ModelParallel on a `batch x model` mesh
-    (None for several PyTorch processes: see `prepare_torch_model`).
+    (None for several PyTorch or TensorFlow processes: see `prepare_model`).
 
     With several processes, `keras.distribution.list_devices()` lists every
     process' devices (process 0's first): a `BxM` mesh whose `M` divides the
     devices of one process keeps each model replica inside a process.
     """
-    if process_count() > 1 and _torch():
+    if process_count() > 1 and (_torch() or _tf_strategy() is not None):
         if model_parallel:
             raise ValueError(
                 f"`model_parallel` (--mesh {model_parallel}) runs on JAX; on PyTorch "
-                "several processes train data-parallel (`torch.distributed`). "
+                "(`torch.distributed`) and TensorFlow (`MultiWorkerMirroredStrategy`) "
+                "several processes train data-parallel. "
                 f"Received: model_parallel={model_parallel!r}"
             )
-        return None  # Data-parallel by `prepare_torch_model`.
+        return None  # Data-parallel by `prepare_model`.
     devices = keras.distribution.list_devices()
     if not model_parallel:
         distribution = keras.distribution.DataParallel(devices=devices)
@@ -269,12 +392,16 @@ def _flat_all_reduce(tensors, dist):
     return sums
 
 
-def _global_weighted_mean(keras, name, count):
+def _global_weighted_mean(keras, name, global_sum, factor):
     """Sparse cross-entropy (from logits) as this process' part of the
-    weighted mean over the global batch: `count * sum(w * loss) /
-    global sum(w)`; the mean over the processes of these values (and of
-    their gradients) is the global weighted mean (and its gradient)."""
-    import torch.distributed as dist
+    weighted mean over the global batch: `factor * sum(w * loss) / global
+    sum(w)`, the global sum by `global_sum(local sum)` (an all-reduce).
+
+    `factor` matches how the backend combines the processes' losses and
+    gradients: `N` (N processes) where they are averaged (PyTorch,
+    `prepare_model`), 1 where they are summed (TensorFlow's replicas);
+    either way the combination is the global weighted mean and its
+    gradient."""
 
     class GlobalWeightedMean(keras.losses.Loss):
         def __init__(self):
@@ -286,38 +413,73 @@ def _global_weighted_mean(keras, name, count):
         def __call__(self, y_true, y_pred, sample_weight=None):
             if sample_weight is None:
                 sample_weight = keras.ops.ones(keras.ops.shape(y_true), dtype="float32")
-            total = keras.ops.sum(keras.ops.cast(sample_weight, "float32")).detach().clone()
-            dist.all_reduce(total)
+            total = global_sum(keras.ops.sum(keras.ops.cast(sample_weight, "float32")))
             weighted_sum = super().__call__(y_true, y_pred, sample_weight=sample_weight)
-            return weighted_sum * count / keras.ops.maximum(total, 1e-9)
+            return weighted_sum * factor / keras.ops.maximum(total, 1e-9)
 
     return GlobalWeightedMean()
 
 
-def prepare_torch_model(pmlm):
-    """Makes a compiled PMLM train data-parallel over several PyTorch
-    processes under Keras' own `fit`/`evaluate` (no-op on one process or
-    another backend); every process calls it after building the model.
+def _torch_sum(value):
+    import torch.distributed as dist
 
-    - The chief's weights are broadcast (the processes start equal).
-    - Each output's loss is `N * sum(w * loss) / global sum(w)` (N
-      processes): averaged over the processes it is the one-process loss of
-      the global batch.
-    - The optimizer averages every gradient over the processes (one
-      all-reduce of all gradients per batch, before clipping, accumulation
-      and the update), as `DistributedDataParallel` does.
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total
+
+
+def _tf_replica_sum(value):
+    """The sum over the replicas (in a replica context; the value itself in
+    the cross-replica context of Keras' symbolic build)."""
+    context = tf.distribute.get_replica_context()
+    if context is None:
+        return value
+    return context.all_reduce("sum", tf.stop_gradient(value))
+
+
+def prepare_model(pmlm, element_spec=None):
+    """Makes a compiled PMLM train data-parallel over several PyTorch or
+    TensorFlow processes under Keras' own `fit`/`evaluate` (no-op on one
+    process or on JAX, where `keras.distribution` does it); every process
+    calls it once after building the model (on TensorFlow in `scope()`).
+
+    - The processes start from process 0's weights (PyTorch: broadcast;
+      TensorFlow: the strategy's mirrored variables).
+    - Each output's loss is this process' part of the *global* batch's
+      weighted mean (its weighted sum over the global sum of the weights).
+    - The optimizer combines the gradients of all processes (one all-reduce
+      of all gradients per batch) *before* clipping, accumulation and the
+      update, so these see the global batch's gradient as on one process.
     - The metrics (loss trackers, accuracies) are summed over the processes
       whenever Keras reads them, so every process logs the global figures.
 
+    On TensorFlow (`MultiWorkerMirroredStrategy`) `element_spec` is the
+    structure of this process' batches (`dataset.element_spec`): the
+    model's losses, metrics and optimizer are built from it here, because
+    Keras 3's own build from the first batch, and its reduction of each
+    step's figures, do not work across workers (`_prepare_tf_model`).
+
     Example (each of 2 processes, after `initialize_processes`):
     ```python
-    backbone, pmlm = build_pretraining_model(vocabulary_size=1000)
-    prepare_torch_model(pmlm)
-    pmlm.fit(distributed.shard_batches(data, batch_size), epochs=1)
+    data = distributed.shard_batches(data, batch_size)
+    with distributed.scope():
+        backbone, pmlm = build_pretraining_model(vocabulary_size=1000)
+    prepare_model(pmlm, data.element_spec)
+    pmlm.fit(distributed.distribute(data), epochs=1)
     ```
     """
-    if process_count() == 1 or not _torch():
+    if process_count() == 1:
         return pmlm
+    if _torch():
+        return _prepare_torch_model(pmlm)
+    if _tf_strategy() is not None:
+        return _prepare_tf_model(pmlm, element_spec)
+    return pmlm
+
+
+def _prepare_torch_model(pmlm):
+    """`prepare_model` on PyTorch (`torch.distributed`, as
+    `DistributedDataParallel`): gradients averaged over the processes."""
     import keras
     import torch
     import torch.distributed as dist
@@ -328,7 +490,10 @@ def prepare_torch_model(pmlm):
             dist.broadcast(variable.value.data, 0)
     pmlm.compile(
         optimizer=pmlm.optimizer,
-        loss={name: _global_weighted_mean(keras, f"{name}_loss", count) for name in ("ae", "par")},
+        loss={
+            name: _global_weighted_mean(keras, f"{name}_loss", _torch_sum, count)
+            for name in ("ae", "par")
+        },
     )
     optimizer = pmlm.optimizer
     apply = optimizer.apply
@@ -356,4 +521,84 @@ def prepare_torch_model(pmlm):
                 variable.assign(value)
 
     pmlm.get_metrics_result = global_metrics_result
+    return pmlm
+
+
+def _prepare_tf_model(pmlm, element_spec):
+    """`prepare_model` on TensorFlow (`MultiWorkerMirroredStrategy`, one
+    replica per process).
+
+    Keras 3's TensorFlow `fit` fails under this strategy in two places,
+    replaced here: its symbolic build reduces the first distributed batch
+    with `strategy.reduce("MEAN")` (not across workers), and each step's
+    figures are reduced with `strategy.reduce("MEAN", axis=0)` (scalars have
+    no axis 0). So the losses, metrics and optimizer are built here from
+    `element_spec`, and the train/test functions run the step in every
+    replica, then read the metrics in the cross-replica context (Keras'
+    metric variables are on-read sums: the read sums them over the
+    workers, the global figures).
+
+    Keras' optimizer sums the replicas' gradients, but after clipping each
+    replica's own: the gradients are summed here first (then its own sum is
+    an identity), so clipping sees the global gradient.
+    """
+    import keras
+
+    if pmlm.preprocessor is not None:
+        raise ValueError(
+            "Several TensorFlow processes read batches preprocessed by the dataset; "
+            "build the PMLM with `preprocessor=None`. Received: "
+            f"preprocessor={pmlm.preprocessor!r}"
+        )
+    if element_spec is None:
+        raise ValueError(
+            "`element_spec` (the structure of this process' batches, "
+            "`dataset.element_spec`) is needed to prepare the model for several "
+            "TensorFlow processes. Received: element_spec=None"
+        )
+    strategy = _STATE["strategy"]
+    with strategy.scope():
+        pmlm.compile(
+            optimizer=pmlm.optimizer,
+            loss={
+                name: _global_weighted_mean(keras, f"{name}_loss", _tf_replica_sum, 1)
+                for name in ("ae", "par")
+            },
+        )
+        pmlm._symbolic_build(data_batch=element_spec)
+    pmlm._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+    optimizer = pmlm.optimizer
+    apply = optimizer.apply
+
+    def apply_summed(grads, trainable_variables=None):
+        context = tf.distribute.get_replica_context()
+        if context is not None:  # In a step (not a cross-replica build).
+            present = [i for i, g in enumerate(grads) if g is not None]
+            sums = context.all_reduce("sum", [grads[i] for i in present])
+            grads = list(grads)
+            for i, total in zip(present, sums):
+                grads[i] = total
+        return apply(grads, trainable_variables)
+
+    optimizer.apply = apply_summed
+    for inner in (optimizer, getattr(optimizer, "inner_optimizer", None)):
+        if inner is not None:
+            inner._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
+
+    def make_function(step):
+        @tf.function
+        def run_step(iterator):
+            strategy.run(step, args=(next(iterator),))
+            return pmlm.get_metrics_result()
+
+        return run_step
+
+    pmlm.train_function = make_function(pmlm.train_step)
+    pmlm.test_function = make_function(pmlm.test_step)
+    # Keras' own `fit`/`evaluate`: keras-hub's (mapping the preprocessor
+    # over the data) take `tf.data` datasets only, not the distributed ones
+    # of `distribute` (the batches are preprocessed already).
+    pmlm.fit = functools.partial(keras.Model.fit, pmlm)
+    pmlm.evaluate = functools.partial(keras.Model.evaluate, pmlm)
     return pmlm

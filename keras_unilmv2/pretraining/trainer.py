@@ -110,12 +110,12 @@ class PretrainSettings:
     for their meaning. `init_from` is kept as an absolute path, so a rerun
     from another working directory (or with the same preset spelled
     otherwise) resumes. `coordinator_address`, `num_processes` and
-    `process_id` make a multi-process run (JAX or PyTorch; see
-    `keras_unilmv2.pretraining.distributed`): `batch_size` is then the
+    `process_id` make a multi-process run (JAX, PyTorch or TensorFlow;
+    see `keras_unilmv2.pretraining.distributed`): `batch_size` is then the
     global batch, split evenly over the processes, and the run is
     data-parallel unless `model_parallel` is given (JAX only). `dropout`
-    is the backbone's (PyTorch processes draw their masks apart: 0 makes
-    a multi-process run equal a one-process run).
+    is the backbone's (PyTorch and TensorFlow processes draw their masks
+    apart: 0 makes a multi-process run equal a one-process run).
 
     Example:
     ```python
@@ -197,6 +197,21 @@ class PretrainSettings:
                 f"(--num-processes {self.num_processes}): each process reads an equal "
                 f"share of every batch. Received: batch_size={self.batch_size!r}"
             )
+        if self.num_processes > 1 and self.gradient_accumulation_steps > 1:
+            import keras
+
+            if keras.backend.backend() == "tensorflow":
+                # Keras 3.15 accumulates in a `cond` whose branches sync the
+                # replicas (`merge_call`), which `tf.distribute` refuses.
+                raise ValueError(
+                    "`gradient_accumulation_steps` (--gradient-accumulation-steps) > 1 "
+                    "does not work with several TensorFlow processes "
+                    "(`MultiWorkerMirroredStrategy`; Keras 3.15's optimizer "
+                    "accumulates in a `cond` that syncs the workers). Use a larger "
+                    "--batch-size, or JAX or PyTorch. Received: "
+                    f"gradient_accumulation_steps={self.gradient_accumulation_steps}, "
+                    f"num_processes={self.num_processes}"
+                )
         if self.num_processes > 1 and not (self.data_parallel or self.model_parallel):
             self.data_parallel = True  # One model, data-parallel over the processes.
         if self.init_from is not None:
@@ -429,26 +444,26 @@ def _pretrain(keras, s, log):
 
     distribution = None
     if s.data_parallel or s.model_parallel:
-        distribution = make_distribution(keras, s.model_parallel)  # None: PyTorch processes
+        distribution = make_distribution(keras, s.model_parallel)  # None: PyTorch/TF processes
     if distribution is not None:
         keras.distribution.set_distribution(distribution)
-    backbone, pmlm = build_pretraining_model(
-        tokenizer.vocabulary_size(),
-        num_layers=s.num_layers,
-        num_heads=s.num_heads,
-        hidden_dim=s.hidden_dim,
-        intermediate_dim=s.intermediate_dim,
-        max_sequence_length=s.max_sequence_length,
-        steps=s.steps,
-        warmup_steps=s.warmup_steps,
-        learning_rate=s.learning_rate,
-        gradient_accumulation_steps=accumulation,
-        mixed_precision=s.policy,
-        init_from=s.init_from,
-        dropout=s.dropout,
-    )
-    # Several PyTorch processes: gradients and figures averaged over them.
-    distributed.prepare_torch_model(pmlm)
+    # Several TensorFlow processes: the model's variables are mirrored over them.
+    with distributed.scope():
+        backbone, pmlm = build_pretraining_model(
+            tokenizer.vocabulary_size(),
+            num_layers=s.num_layers,
+            num_heads=s.num_heads,
+            hidden_dim=s.hidden_dim,
+            intermediate_dim=s.intermediate_dim,
+            max_sequence_length=s.max_sequence_length,
+            steps=s.steps,
+            warmup_steps=s.warmup_steps,
+            learning_rate=s.learning_rate,
+            gradient_accumulation_steps=accumulation,
+            mixed_precision=s.policy,
+            init_from=s.init_from,
+            dropout=s.dropout,
+        )
 
     eval_pre = make_preprocessor(10_000 + s.seed)
     # Several processes split every batch: the held-out set is evaluated
@@ -457,6 +472,10 @@ def _pretrain(keras, s, log):
         evaluation_dataset(heldout_texts, eval_pre, s.batch_size, drop_remainder=multi_process),
         s.batch_size,
     )
+    # Several PyTorch or TensorFlow processes: losses, gradients and
+    # figures combined over them (JAX: by the distribution).
+    distributed.prepare_model(pmlm, heldout.element_spec)
+    heldout = distributed.distribute(heldout)
     state_path = os.path.join(work_dir, "untrained_heldout.json")
     untrained = None
     if os.path.exists(state_path):
@@ -501,7 +520,7 @@ def _pretrain(keras, s, log):
             s.seed,
             skip_batches=consumed,
         )
-    data = distributed.shard_batches(data, s.batch_size)
+    data = distributed.distribute(distributed.shard_batches(data, s.batch_size))
     checkpointer = callbacks_lib.checkpointer(keras, backup_dir, restore_from, done_epochs)
     throughput = callbacks_lib.throughput(
         keras, s.checkpoint_every, batches_per_epoch, s.batch_size * s.sequence_length, s.steps, log

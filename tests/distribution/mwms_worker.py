@@ -3,10 +3,10 @@
 
     python tests/distribution/mwms_worker.py RANK WORLD PORT OUT.json
 
-Keras 3.15's `fit` fails under `tf.distribute.MultiWorkerMirroredStrategy`
-on the PMLM (see guides/distributed_training.py), but a custom training
-step works, as in Keras' "Custom training loop with TensorFlow" with a
-strategy: `WORLD` workers (`TF_CONFIG`, ports `PORT..PORT+WORLD-1` on
+A custom training step under `tf.distribute.MultiWorkerMirroredStrategy`
+(`tools/pretrain_pmlm.py` uses Keras' own `fit` with the workarounds of
+`keras_unilmv2.pretraining.distributed.prepare_model`), as in Keras'
+"Custom training loop with TensorFlow" with a strategy: `WORLD` workers (`TF_CONFIG`, ports `PORT..PORT+WORLD-1` on
 127.0.0.1; WORLD=1: no strategy) build the tiny PMLM
 (`dist_worker._build("pmlm")`: seed 0, dropout 0) in the strategy's scope
 and take `dist_worker.STEPS` SGD(0.1) steps with `strategy.run`, each

@@ -15,22 +15,21 @@ they can differ in the last bits (~1e-7 relative per step); over 4 AdamW
 steps that stays far below `LOSS_RTOL`/`WEIGHT_ATOL` = 1e-5, the same as
 `test_distributed_training.py`'s single-process mesh checks.
 
-The subprocesses run on the backend each test names (JAX, or PyTorch
-with `torch.distributed` gloo; the tool refuses several TensorFlow
-processes), whatever backend this test session uses. Each launch starts
-Python, TensorFlow and the backend in fresh processes, so the end-to-end
-tests are `slow` (minutes on a loaded 2-core machine); the option checks
-are fast. The PyTorch run uses `--dropout 0`: its processes draw their
-dropout masks apart (as under `DistributedDataParallel`), JAX draws them
-over the global batch.
+The subprocesses run on the backend each test names (JAX; PyTorch with
+`torch.distributed` gloo; TensorFlow with `MultiWorkerMirroredStrategy`),
+whatever backend this test session uses. Each launch starts Python,
+TensorFlow and the backend in fresh processes, so the end-to-end tests
+are `slow` (minutes on a loaded 2-core machine); the option checks are
+fast. The PyTorch and TensorFlow runs use `--dropout 0`: their processes
+draw their dropout masks apart (as under `DistributedDataParallel`), JAX
+draws them over the global batch.
 
 `test_torch_ddp_two_ranks_match_one` (slow, ~2 min) also trains the
 Keras PMLM in a plain torch loop under `DistributedDataParallel` with 2
-gloo ranks against 1 (`ddp_worker.py`). TensorFlow:
-`test_tf_multi_worker_custom_step_two_workers_match_one` (slow) trains it
-with a custom step under `MultiWorkerMirroredStrategy`, 2 workers against
-1 (`mwms_worker.py`); Keras 3.15's `fit` fails under that strategy on this
-model (see the guide), so the tool refuses several TensorFlow processes.
+gloo ranks against 1 (`ddp_worker.py`), and
+`test_tf_multi_worker_custom_step_two_workers_match_one` (slow) with a
+custom step under `MultiWorkerMirroredStrategy`, 2 workers against 1
+(`mwms_worker.py`).
 """
 
 import json
@@ -59,15 +58,26 @@ ARGS = [
 ]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_port(count=1):
+    """A free port `P` (with `P + 1 .. P + count - 1` free too: TensorFlow's
+    workers listen at the coordinator's port and the next ones)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            for other in range(port + 1, port + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", other))
+        except OSError:
+            continue
+        return port
 
 
 def _env(backend="jax"):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     env.pop("XLA_FLAGS", None)  # one CPU device per process
+    env.pop("TF_CONFIG", None)  # TensorFlow's workers: from the flags
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -76,7 +86,7 @@ def _launch(output, processes, extra=(), timeout=900, backend="jax"):
     """Runs the tool in `processes` processes; returns their outputs."""
     common = [sys.executable, TOOL, "--output", output, *ARGS, *extra]
     if processes > 1:
-        address = f"127.0.0.1:{_free_port()}"
+        address = f"127.0.0.1:{_free_port(processes)}"
         commands = [
             common + ["--coordinator-address", address, "--num-processes", str(processes),
                       "--process-id", str(i)]
@@ -140,6 +150,13 @@ def test_two_processes_match_one_and_resume(corpus, tmp_path):
 def test_two_torch_processes_match_one_and_resume(corpus, tmp_path):
     """PyTorch (`torch.distributed`, gloo): the same check, dropout off."""
     _check_two_processes_match_one(corpus, tmp_path, "torch", ["--dropout", "0"])
+
+
+@pytest.mark.slow
+def test_two_tensorflow_processes_match_one_and_resume(corpus, tmp_path):
+    """TensorFlow (`MultiWorkerMirroredStrategy` under Keras' `fit`, workers
+    at the coordinator's port and the next): the same check, dropout off."""
+    _check_two_processes_match_one(corpus, tmp_path, "tensorflow", ["--dropout", "0"])
 
 
 def _check_two_processes_match_one(corpus, tmp_path, backend, extra):
@@ -251,19 +268,88 @@ def test_shard_batches_gives_each_process_its_rows(monkeypatch):
     assert distributed.shard_batches(data, 4) is data
 
 
-def test_several_processes_need_jax_or_torch(monkeypatch):
+def test_tf_config_is_written_from_the_flags_on_one_host():
+    from keras_unilmv2.pretraining.distributed import tf_config
+
+    config = tf_config("127.0.0.1:1234", 3, 2, environ={})
+    assert config == {
+        "cluster": {"worker": ["127.0.0.1:1234", "127.0.0.1:1235", "127.0.0.1:1236"]},
+        "task": {"type": "worker", "index": 2},
+    }
+    with pytest.raises(ValueError, match="ports 65535..65536, beyond 65535"):
+        tf_config("h:65535", 2, 0, environ={})
+
+
+def test_tf_config_set_by_the_user_must_agree_with_the_flags():
+    from keras_unilmv2.pretraining.distributed import tf_config
+
+    config = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
+    environ = {"TF_CONFIG": json.dumps(config)}
+    assert tf_config("ignored:1", 2, 1, environ=environ) == config  # across machines
+    with pytest.raises(
+        ValueError,
+        match=r"TF_CONFIG disagrees with the flags: it lists 2 workers and makes this "
+        r"process worker 1, but `num_processes` \(--num-processes\) is 3 and "
+        r"`process_id` \(--process-id\) is 1",
+    ):
+        tf_config("h:1", 3, 1, environ=environ)
+    with pytest.raises(ValueError, match="worker 1, but .* is 2 and `process_id` .* is 0"):
+        tf_config("h:1", 2, 0, environ=environ)
+    chief = dict(config, cluster={"chief": ["c:1"], "worker": ["a:1"]})
+    with pytest.raises(ValueError, match=r"workers only .* task types \['chief'\]"):
+        tf_config("h:1", 2, 1, environ={"TF_CONFIG": json.dumps(chief)})
+    with pytest.raises(ValueError, match="TF_CONFIG must be JSON like"):
+        tf_config("h:1", 2, 1, environ={"TF_CONFIG": "{not json"})
+
+
+def test_several_tensorflow_processes_check_tf_config_before_starting(monkeypatch):
+    """`initialize_processes` on TensorFlow checks `TF_CONFIG` against the
+    flags before creating the strategy (whatever backend this session
+    runs: the check reads the backend name)."""
     import keras
 
     from keras_unilmv2.pretraining import distributed
 
-    # Whatever backend this session runs: the check reads the backend name.
     monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
-    with pytest.raises(
-        ValueError, match="runs on the JAX and PyTorch backends; this process runs 'tensorflow'"
-    ):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(ValueError, match="TF_CONFIG disagrees with the flags"):
         distributed.initialize_processes("127.0.0.1:1234", 2, 1)
     assert (distributed.process_count(), distributed.process_index()) == (1, 0)
+    assert distributed._STATE["strategy"] is None
     assert distributed.is_chief()
+
+
+def test_gradient_accumulation_is_refused_with_several_tensorflow_processes(monkeypatch):
+    """Keras 3.15's TensorFlow optimizer accumulates in a `cond` that syncs
+    the workers, which `MultiWorkerMirroredStrategy` refuses: a clear error
+    up front (whatever backend this session runs: the check reads its name)."""
+    import keras
+
+    from keras_unilmv2.pretraining import PretrainSettings
+
+    options = dict(batch_size=4, num_processes=2, coordinator_address="127.0.0.1:1234")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    with pytest.raises(ValueError, match="gradient_accumulation_steps.*several TensorFlow "
+                       "processes.*gradient_accumulation_steps=2, num_processes=2"):
+        PretrainSettings(["c"], "out", gradient_accumulation_steps=2, **options)
+    assert PretrainSettings(["c"], "out", **options).gradient_accumulation_steps == 1
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert PretrainSettings(["c"], "out", gradient_accumulation_steps=2,
+                            **options).gradient_accumulation_steps == 2
+
+
+def test_model_parallel_is_refused_on_data_parallel_backends(monkeypatch):
+    import keras
+
+    from keras_unilmv2.pretraining import distributed
+
+    monkeypatch.setitem(distributed._STATE, "num_processes", 2)
+    monkeypatch.setitem(distributed._STATE, "strategy", object())  # as on TensorFlow
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    with pytest.raises(ValueError, match="`model_parallel` \\(--mesh 1x2\\) runs on JAX"):
+        distributed.make_distribution(keras, "1x2")
+    assert distributed.make_distribution(keras, None) is None
 
 
 def _run_ddp(world, out, timeout=600, worker="ddp_worker.py", backend="torch"):
