@@ -54,8 +54,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--preset", default=DEFAULT_PRESET)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--test-examples", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument(
+        "--test-examples", type=int, default=None, help="the first N held-out pairs (default: all 164)"
+    )
     args = parser.parse_args()
 
     train_x, train_y = load("docstrings_train.tsv")
