@@ -189,6 +189,20 @@ def shuffled_dataset(x, y=None, sample_weight=None, batch_size=None, seed=None):
     )
 
 
+def shuffle_inputs(x, y=None, sample_weight=None, batch_size=None, shuffle=True):
+    """`fit`'s data with `shuffle` honoured for array-like inputs.
+
+    Returns `(x, y, sample_weight, batch_size, shuffle)` to pass on to
+    keras-hub's `fit`: array-like inputs with `shuffle=True` become one
+    `shuffled_dataset` (reshuffled every epoch; the others `None`,
+    `shuffle=False`, as Keras would only warn about a dataset); anything
+    else is returned as it is.
+    """
+    if shuffle and x is not None and not _is_dataset(x):
+        return shuffled_dataset(x, y, sample_weight, batch_size), None, None, None, False
+    return x, y, sample_weight, batch_size, shuffle
+
+
 class FineTuningMixin:
     """Default optimizer, fit-sized schedule and shuffling.
 
@@ -248,10 +262,9 @@ class FineTuningMixin:
             )
         elif validation_split:
             kwargs["validation_split"] = validation_split
-        if shuffle and x is not None and not _is_dataset(x):
-            x = shuffled_dataset(x, y, sample_weight, batch_size)
-            y = sample_weight = batch_size = None
-            shuffle = False  # done: Keras would only warn about a dataset
+        x, y, sample_weight, batch_size, shuffle = shuffle_inputs(
+            x, y, sample_weight, batch_size, shuffle
+        )
         self._plan_schedule(x, batch_size, kwargs)
         return keep_weights_on_error(
             self,

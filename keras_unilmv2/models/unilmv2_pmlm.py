@@ -5,6 +5,7 @@ from keras import ops
 from keras_hub.models import Task
 
 from keras_unilmv2 import masks
+from keras_unilmv2.models.fine_tuning import shuffle_inputs
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
 from keras_unilmv2.utils.preset_utils import PresetMixin
@@ -131,6 +132,18 @@ class UniLMv2PMLM(PresetMixin, Task):
             optimizer=optimizer,
             loss=loss,
             weighted_metrics=weighted_metrics,
+            **kwargs,
+        )
+
+    def fit(self, x=None, y=None, batch_size=None, sample_weight=None, shuffle=True, **kwargs):
+        """As `keras.Model.fit`; array-like inputs (e.g. a list of texts) are
+        reshuffled every epoch when `shuffle=True` (the default): keras-hub
+        turns them into a dataset, for which Keras ignores `shuffle`."""
+        x, y, sample_weight, batch_size, shuffle = shuffle_inputs(
+            x, y, sample_weight, batch_size, shuffle
+        )
+        return super().fit(
+            x=x, y=y, batch_size=batch_size, sample_weight=sample_weight, shuffle=shuffle,
             **kwargs,
         )
 

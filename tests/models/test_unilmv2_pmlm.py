@@ -110,6 +110,32 @@ def test_fit_reduces_both_losses_and_reports_accuracies(tokenizer):
     )
 
 
+def test_fit_reshuffles_texts_every_epoch(tokenizer):
+    """keras-hub turns a list of texts into a dataset, for which Keras
+    ignores `shuffle`: the task reshuffles them itself."""
+    from unittest import mock
+
+    from keras_hub.src.utils.pipeline_model import PipelineModel
+
+    preprocessor = UniLMv2PMLMPreprocessor(tokenizer, sequence_length=20, seed=3)
+    model = UniLMv2PMLM(tiny_backbone(), preprocessor)
+    texts = [f"text {i}" for i in range(32)]
+    with mock.patch.object(PipelineModel, "fit", autospec=True) as fit:
+        model.fit(texts, batch_size=4, epochs=2)
+    call = fit.call_args
+    assert call.kwargs["shuffle"] is False and call.kwargs["batch_size"] is None
+
+    def order():
+        return [t.decode() for (batch,) in call.kwargs["x"] for t in np.asarray(batch)]
+
+    first, second = order(), order()
+    assert sorted(first) == sorted(second) == sorted(texts)
+    assert first != texts and first != second
+    with mock.patch.object(PipelineModel, "fit", autospec=True) as fit:
+        model.fit(texts, batch_size=4, shuffle=False)
+    assert fit.call_args.kwargs["x"] is texts
+
+
 def test_default_loss_is_a_mean_over_real_predictions(tokenizer):
     preprocessor = UniLMv2PMLMPreprocessor(tokenizer, sequence_length=20, seed=3)
     model = UniLMv2PMLM(tiny_backbone(dropout=0.0), preprocessor)
