@@ -429,12 +429,42 @@ def _torch_sum(value):
 
 
 def _tf_replica_sum(value):
-    """The sum over the replicas (in a replica context; the value itself in
-    the cross-replica context of Keras' symbolic build)."""
+    """The sum over the replicas of a tensor or a list of them (in a
+    replica context; the value itself in the cross-replica context of
+    Keras' symbolic build)."""
     context = tf.distribute.get_replica_context()
     if context is None:
         return value
-    return context.all_reduce("sum", tf.stop_gradient(value))
+    return context.all_reduce("sum", tf.nest.map_structure(tf.stop_gradient, value))
+
+
+def _combine_processes(pmlm, global_sum, loss_factor, combine_gradients):
+    """Recompiles `pmlm` with each output's loss as this process' part of
+    the global batch's weighted mean (`_global_weighted_mean(global_sum,
+    loss_factor)`), and makes its optimizer combine the processes'
+    gradients (`combine_gradients`: the list of present gradients -> their
+    combination) before clipping, accumulation and the update."""
+    import keras
+
+    pmlm.compile(
+        optimizer=pmlm.optimizer,
+        loss={
+            name: _global_weighted_mean(keras, f"{name}_loss", global_sum, loss_factor)
+            for name in ("ae", "par")
+        },
+    )
+    optimizer = pmlm.optimizer
+    apply = optimizer.apply
+
+    def apply_combined(grads, trainable_variables=None):
+        present = [i for i, g in enumerate(grads) if g is not None]
+        combined = combine_gradients([grads[i] for i in present])
+        grads = list(grads)
+        for i, total in zip(present, combined):
+            grads[i] = total
+        return apply(grads, trainable_variables)
+
+    optimizer.apply = apply_combined
 
 
 def prepare_model(pmlm, element_spec=None):
@@ -480,7 +510,6 @@ def prepare_model(pmlm, element_spec=None):
 def _prepare_torch_model(pmlm):
     """`prepare_model` on PyTorch (`torch.distributed`, as
     `DistributedDataParallel`): gradients averaged over the processes."""
-    import keras
     import torch
     import torch.distributed as dist
 
@@ -488,25 +517,9 @@ def _prepare_torch_model(pmlm):
     with torch.no_grad():
         for variable in pmlm.variables:
             dist.broadcast(variable.value.data, 0)
-    pmlm.compile(
-        optimizer=pmlm.optimizer,
-        loss={
-            name: _global_weighted_mean(keras, f"{name}_loss", _torch_sum, count)
-            for name in ("ae", "par")
-        },
+    _combine_processes(
+        pmlm, _torch_sum, count, lambda grads: [t / count for t in _flat_all_reduce(grads, dist)]
     )
-    optimizer = pmlm.optimizer
-    apply = optimizer.apply
-
-    def apply_averaged(grads, trainable_variables=None):
-        present = [i for i, g in enumerate(grads) if g is not None]
-        sums = _flat_all_reduce([grads[i] for i in present], dist)
-        grads = list(grads)
-        for i, total in zip(present, sums):
-            grads[i] = total / count
-        return apply(grads, trainable_variables)
-
-    optimizer.apply = apply_averaged
     get_metrics_result = pmlm.get_metrics_result
 
     def global_metrics_result():
@@ -558,30 +571,11 @@ def _prepare_tf_model(pmlm, element_spec):
         )
     strategy = _STATE["strategy"]
     with strategy.scope():
-        pmlm.compile(
-            optimizer=pmlm.optimizer,
-            loss={
-                name: _global_weighted_mean(keras, f"{name}_loss", _tf_replica_sum, 1)
-                for name in ("ae", "par")
-            },
-        )
+        _combine_processes(pmlm, _tf_replica_sum, 1, _tf_replica_sum)
         pmlm._symbolic_build(data_batch=element_spec)
     pmlm._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
 
     optimizer = pmlm.optimizer
-    apply = optimizer.apply
-
-    def apply_summed(grads, trainable_variables=None):
-        context = tf.distribute.get_replica_context()
-        if context is not None:  # In a step (not a cross-replica build).
-            present = [i for i, g in enumerate(grads) if g is not None]
-            sums = context.all_reduce("sum", [grads[i] for i in present])
-            grads = list(grads)
-            for i, total in zip(present, sums):
-                grads[i] = total
-        return apply(grads, trainable_variables)
-
-    optimizer.apply = apply_summed
     for inner in (optimizer, getattr(optimizer, "inner_optimizer", None)):
         if inner is not None:
             inner._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
