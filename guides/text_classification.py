@@ -2,13 +2,15 @@
 
 For understanding tasks UniLMv2 is a plain bidirectional encoder: `[CLS]
 text [SEP]` (or `[CLS] a [SEP] b [SEP]` for pairs), the pooled `[CLS]`
-state, dropout and a dense layer. We fine-tune the shipped tiny preset to
-tell from a paragraph which part of the Python documentation it comes from
+state, dropout and a dense layer. We fine-tune the shipped English preset
+`unilmv2_small_en_uncased` to tell from a paragraph which part of the Python documentation it comes from
 (library, reference, tutorial, howto, faq, c-api, whatsnew;
 `guides/data/pydocs_sections_*.tsv`, rebuilt by `tools/build_demo_data.py`)
 with the task's default `compile()` (AdamW with warm-up and linear decay,
 sized by `fit`), and report the test accuracy against the majority-class
-baseline.
+baseline. Measured (JAX, this repository's 2-core CPU, 14 minutes): 0.456
+against 0.183 (+0.27); the tiny preset (`--preset unilmv2_tiny_en_uncased`)
+reaches 0.376 (+0.19).
 
 Run it: `python guides/text_classification.py` (`--quick` for the version
 the test suite runs).
@@ -25,7 +27,7 @@ import numpy as np
 from keras_unilmv2.models.unilmv2_text_classifier import UniLMv2TextClassifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_PRESET = "unilmv2_tiny_en_uncased"
+DEFAULT_PRESET = "unilmv2_small_en_uncased"
 SECTIONS = ("library", "reference", "tutorial", "howto", "faq", "c-api", "whatsnew")
 
 

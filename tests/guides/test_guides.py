@@ -23,8 +23,10 @@ def _run(args, timeout=900, **env):
 def test_main_job():
     out = _run(["-m", "keras_unilmv2"])
     assert "sequence_output: shape (1, " in out
-    assert "pooled_output: shape (1, 256)" in out
-    assert "[MASK] at " in out
+    assert "pooled_output: shape (1, 384)" in out
+    # The shipped English preset gets the README's example right.
+    line = next(line for line in out.splitlines() if line.startswith("[MASK] at 10: "))
+    assert {"'objects'", "'items'", "'elements'"} & set(line[len("[MASK] at 10: ["):-1].split(", ")), line
 
 
 def test_pretraining_guide(tmp_path):
