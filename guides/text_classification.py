@@ -3,9 +3,9 @@
 For understanding tasks UniLMv2 is a plain bidirectional encoder: `[CLS]
 text [SEP]` (or `[CLS] a [SEP] b [SEP]` for pairs), the pooled `[CLS]`
 state, dropout and a dense layer. We fine-tune the shipped English preset
-`unilmv2_small_en_uncased` to tell from a paragraph which part of the Python documentation it comes from
-(library, reference, tutorial, howto, faq, c-api, whatsnew;
-`guides/data/pydocs_sections_*.tsv`, rebuilt by `tools/build_demo_data.py`)
+`unilmv2_small_en_uncased` to tell from a paragraph which part of the Python
+documentation it comes from (library, reference, tutorial, howto, faq,
+c-api, whatsnew; `guides/data/pydocs_sections_*.tsv`, rebuilt by `tools/build_demo_data.py`)
 with the task's default `compile()` (AdamW with warm-up and linear decay,
 sized by `fit`), and report the test accuracy against the majority-class
 baseline. Measured (JAX, this repository's 2-core CPU, 14 minutes): 0.456

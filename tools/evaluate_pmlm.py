@@ -9,8 +9,8 @@ masking, a fixed seed) and prints the PMLM's losses and accuracies as JSON,
 together with what was measured. The default text is the GNU info prose
 that no training corpus of this repository contains
 (`tools/build_heldout_prose.py`); the README's preset figures come from
-this command. `--output` also writes the JSON to a file (for
-`tools/pack_preset.py --record`).
+this command. `--output` also writes the JSON to a new file (for
+`tools/pack_preset.py --record`; an existing file is refused).
 """
 
 import argparse
@@ -21,24 +21,37 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from keras_unilmv2.pretraining.checkpoints import write_json_atomically  # noqa: E402
+
 DEFAULT_TEXTS = os.path.join(REPO, "tests", "data", "heldout_prose.txt")
 
 
-def evaluate(preset, texts_path=DEFAULT_TEXTS, count=400, sequence_length=64, seed=0):
+def pmlm_figures(preset, texts, backbone=None, sequence_length=64, seed=0):
+    """The PMLM's losses and accuracies on `texts`, masked by the preset's
+    `UniLMv2PMLMPreprocessor` with `seed`; `backbone` defaults to the
+    preset's (pass another, e.g. untrained, to compare)."""
     from keras_unilmv2 import UniLMv2Backbone
     from keras_unilmv2 import UniLMv2PMLM
     from keras_unilmv2 import UniLMv2PMLMPreprocessor
 
+    preprocessor = UniLMv2PMLMPreprocessor.from_preset(
+        preset, sequence_length=sequence_length, seed=seed
+    )
+    if backbone is None:
+        backbone = UniLMv2Backbone.from_preset(preset)
+    pmlm = UniLMv2PMLM(backbone, preprocessor=preprocessor)
+    pmlm.compile()
+    return pmlm.evaluate(texts, batch_size=32, verbose=0, return_dict=True)
+
+
+def evaluate(preset, texts_path=DEFAULT_TEXTS, count=400, sequence_length=64, seed=0):
+    """`pmlm_figures` on the first `count` lines of `texts_path`, with what
+    was measured (the record `tools/pack_preset.py --record` stores)."""
     if count < 1:
         raise ValueError(f"`count` must be >= 1. Received: {count}")
     with open(texts_path, encoding="utf-8") as f:
         texts = [line for line in f.read().splitlines() if line.strip()][:count]
-    preprocessor = UniLMv2PMLMPreprocessor.from_preset(
-        preset, sequence_length=sequence_length, seed=seed
-    )
-    pmlm = UniLMv2PMLM(UniLMv2Backbone.from_preset(preset), preprocessor=preprocessor)
-    pmlm.compile()
-    figures = pmlm.evaluate(texts, batch_size=32, verbose=0, return_dict=True)
+    figures = pmlm_figures(preset, texts, sequence_length=sequence_length, seed=seed)
     return {
         "texts": os.path.relpath(os.path.abspath(texts_path), REPO),
         "paragraphs": len(texts),
@@ -57,12 +70,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
+    if args.output and os.path.exists(args.output):
+        raise ValueError(
+            f"`--output` {args.output!r} exists: choose a new file (this tool never overwrites)."
+        )
     figures = evaluate(args.preset, args.texts, args.count, args.sequence_length, args.seed)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        write_json_atomically(args.output, figures)
     return 0
 
 

@@ -13,15 +13,12 @@ same architecture with random weights.
 import csv
 import json
 import os
-
 import sys
 
 import keras
 import pytest
 
 from keras_unilmv2 import UniLMv2Backbone
-from keras_unilmv2 import UniLMv2PMLM
-from keras_unilmv2 import UniLMv2PMLMPreprocessor
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tools"))
@@ -52,11 +49,8 @@ def _prose(count=96):
 
 
 def _accuracies(name, backbone, texts=None):
-    preprocessor = UniLMv2PMLMPreprocessor.from_preset(name, sequence_length=64, seed=0)
-    pmlm = UniLMv2PMLM(backbone, preprocessor=preprocessor)
-    pmlm.compile()
     texts = _texts() if texts is None else texts
-    return pmlm.evaluate(texts, batch_size=32, verbose=0, return_dict=True)
+    return evaluate_pmlm.pmlm_figures(name, texts, backbone, sequence_length=64, seed=0)
 
 
 @pytest.fixture(scope="module", params=NAMES)
