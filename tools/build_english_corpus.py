@@ -4,12 +4,23 @@
 
 Writes `<output>/<source>.txt` for each source (deduplicated paragraphs of
 at least 8 words, in a deterministic order) and `<output>/sources.json`
-(paragraph and word counts). Sources, all Debian documentation packages
-(`apt-get install python3.11-doc debian-handbook debian-reference-en`):
+(paragraph and word counts). Sources, all Debian documentation packages:
 
 - `python-docs`: the Python 3.11 documentation (reStructuredText sources);
-- `debian-handbook`: The Debian Administrator's Handbook (en-US HTML);
-- `debian-reference`: the Debian Reference (English HTML).
+- the HTML books of `keras_unilmv2.utils.corpus.HTML_BOOKS`:
+  `debian-handbook` (The Debian Administrator's Handbook), `debian-reference`,
+  `postgresql-docs` (PostgreSQL 15), `django-docs` (Django 3.2),
+  `sqlite-docs`, `debian-policy`, `developers-reference`, `maint-guide`,
+  `debian-faq`, `harden-doc` (Securing Debian).
+
+Install them all with
+
+    apt-get install python3.11-doc debian-handbook debian-reference-en \
+        postgresql-doc-15 python-django-doc sqlite3-doc debian-policy \
+        developers-reference maint-guide debian-faq harden-doc
+
+(2.7M words; `--sources python-docs debian-handbook debian-reference` is the
+0.7M-word corpus of the presets' first three stages).
 
 The system's man pages, GNU info manuals and `/usr/share/common-licenses`
 are held-out evaluation text and never part of it.
@@ -24,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from keras_unilmv2.utils import corpus  # noqa: E402
 
-SOURCES = ("python-docs", "debian-handbook", "debian-reference")
+SOURCES = ("python-docs",) + tuple(corpus.HTML_BOOKS)
 
 
 def paragraphs(source):

@@ -5,8 +5,10 @@
   about 11 MB of English). `python_docs_paragraphs` turns them into
   plain-text paragraphs, deterministically, for pre-training and for the
   demo data sets.
-- `debian-handbook` (The Debian Administrator's Handbook) and
-  `debian-reference-en` (the Debian Reference) install HTML books;
+- Other documentation packages install HTML books (`HTML_BOOKS`: The
+  Debian Administrator's Handbook, the Debian Reference, the PostgreSQL 15
+  and Django manuals, the SQLite documentation, Debian's policy, developers'
+  reference, new maintainers' guide, FAQ and securing manual);
   `html_paragraphs` extracts their prose (`<p>` elements).
 
 The system's man pages, GNU info manuals and `/usr/share/common-licenses`
@@ -24,11 +26,31 @@ HELDOUT_ROOTS = ("/usr/share/man", "/usr/share/info", "/usr/share/common-license
 DEBIAN_HANDBOOK_HTML = "/usr/share/doc/debian-handbook/html/en-US"
 DEBIAN_REFERENCE_HTML = "/usr/share/debian-reference"
 
-# name -> (folder, file pattern, Debian package that installs it)
+# name -> (folder, file pattern (recursive `**` allowed), Debian package)
 HTML_BOOKS = {
     "debian-handbook": (DEBIAN_HANDBOOK_HTML, "*.html", "debian-handbook"),
     "debian-reference": (DEBIAN_REFERENCE_HTML, "*.en.html", "debian-reference-en"),
+    "postgresql-docs": (
+        "/usr/share/doc/postgresql-doc-15/html", "*.html", "postgresql-doc-15"
+    ),
+    "django-docs": (
+        "/usr/share/doc/python-django-doc/html", "**/*.html", "python-django-doc"
+    ),
+    "sqlite-docs": ("/usr/share/doc/sqlite3", "**/*.html", "sqlite3-doc"),
+    "debian-policy": (
+        "/usr/share/doc/debian-policy/policy.html", "*.html", "debian-policy"
+    ),
+    "developers-reference": (
+        "/usr/share/developers-reference", "*.html", "developers-reference"
+    ),
+    "maint-guide": ("/usr/share/doc/maint-guide/html", "*.en.html", "maint-guide"),
+    "debian-faq": ("/usr/share/doc/debian/FAQ", "*.en.html", "debian-faq"),
+    "harden-doc": ("/usr/share/doc/harden-doc/html/en-US", "*.html", "harden-doc"),
 }
+
+# Sphinx build folders that hold no prose of the book (highlighted source
+# code, assets).
+_SKIPPED_FOLDERS = ("_modules", "_sources", "_static", "_images")
 
 
 def check_not_heldout(path):
@@ -59,6 +81,8 @@ def python_docs_files(root=PYTHON_DOCS_SOURCES):
             "documentation sources with `apt-get install python3.11-doc`, or "
             "pass another folder."
         )
+    for path in files:
+        check_not_heldout(path)
     return files
 
 
@@ -196,19 +220,37 @@ def html_paragraphs(text, min_words=8):
     return [p for p in parser.paragraphs if len(p.split()) >= min_words]
 
 
-def html_book_paragraphs(name, min_words=8):
-    """Yields `(relative_path, paragraph)` for an HTML book of `HTML_BOOKS`."""
+def html_book_files(name, root=None):
+    """Sorted files of an HTML book of `HTML_BOOKS` (an error if none).
+
+    `root` replaces the book's installed folder (tests, other installs).
+    """
     if name not in HTML_BOOKS:
         raise ValueError(
             f"Unknown book {name!r}; expected one of {sorted(HTML_BOOKS)}."
         )
-    root, pattern, package = HTML_BOOKS[name]
-    files = sorted(glob.glob(os.path.join(root, pattern)))
+    default_root, pattern, package = HTML_BOOKS[name]
+    root = default_root if root is None else os.fspath(root)
+    files = sorted(
+        path
+        for path in glob.glob(os.path.join(root, pattern), recursive=True)
+        if not set(os.path.relpath(path, root).split(os.sep)[:-1])
+        & set(_SKIPPED_FOLDERS)
+    )
     if not files:
         raise ValueError(
             f"No {pattern} files under {root!r}. Install the book with "
             f"`apt-get install {package}`."
         )
+    for path in files:
+        check_not_heldout(path)
+    return files
+
+
+def html_book_paragraphs(name, min_words=8, root=None):
+    """Yields `(relative_path, paragraph)` for an HTML book of `HTML_BOOKS`."""
+    files = html_book_files(name, root=root)
+    root = HTML_BOOKS[name][0] if root is None else os.fspath(root)
     for path in files:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
