@@ -50,7 +50,7 @@ HTML_BOOKS = {
 
 # Sphinx build folders that hold no prose of the book (highlighted source
 # code, assets).
-_SKIPPED_FOLDERS = ("_modules", "_sources", "_static", "_images")
+_SKIPPED_FOLDERS = frozenset({"_modules", "_sources", "_static", "_images"})
 
 
 def check_not_heldout(path):
@@ -220,22 +220,27 @@ def html_paragraphs(text, min_words=8):
     return [p for p in parser.paragraphs if len(p.split()) >= min_words]
 
 
-def html_book_files(name, root=None):
-    """Sorted files of an HTML book of `HTML_BOOKS` (an error if none).
-
-    `root` replaces the book's installed folder (tests, other installs).
-    """
+def _book(name, root=None):
+    """`(root, pattern, package)` of a book of `HTML_BOOKS`; `root`, when
+    given, replaces the installed folder."""
     if name not in HTML_BOOKS:
         raise ValueError(
             f"Unknown book {name!r}; expected one of {sorted(HTML_BOOKS)}."
         )
     default_root, pattern, package = HTML_BOOKS[name]
-    root = default_root if root is None else os.fspath(root)
+    return (default_root if root is None else os.fspath(root)), pattern, package
+
+
+def html_book_files(name, root=None):
+    """Sorted files of an HTML book of `HTML_BOOKS` (an error if none).
+
+    `root` replaces the book's installed folder (tests, other installs).
+    """
+    root, pattern, package = _book(name, root)
     files = sorted(
         path
         for path in glob.glob(os.path.join(root, pattern), recursive=True)
-        if not set(os.path.relpath(path, root).split(os.sep)[:-1])
-        & set(_SKIPPED_FOLDERS)
+        if _SKIPPED_FOLDERS.isdisjoint(os.path.relpath(path, root).split(os.sep)[:-1])
     )
     if not files:
         raise ValueError(
@@ -249,9 +254,8 @@ def html_book_files(name, root=None):
 
 def html_book_paragraphs(name, min_words=8, root=None):
     """Yields `(relative_path, paragraph)` for an HTML book of `HTML_BOOKS`."""
-    files = html_book_files(name, root=root)
-    root = HTML_BOOKS[name][0] if root is None else os.fspath(root)
-    for path in files:
+    root = _book(name, root)[0]
+    for path in html_book_files(name, root=root):
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
         relative = os.path.relpath(path, root)

@@ -116,6 +116,7 @@ def test_build_english_corpus_deduplicates_across_sources(tmp_path, monkeypatch,
     ]
     assert (output / "debian-faq.txt").read_text().splitlines() == [PROSE.format("faq")]
     report = json.loads((output / "sources.json").read_text())
+
     def words(*paragraphs):
         return sum(len(p.split()) for p in paragraphs)
 
