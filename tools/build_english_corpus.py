@@ -4,7 +4,9 @@
 
 Writes `<output>/<source>.txt` for each source (deduplicated paragraphs of
 at least 8 words, in a deterministic order) and `<output>/sources.json`
-(paragraph and word counts). Sources, all Debian documentation packages:
+(paragraph and word counts). It never overwrites: `--output` must not
+exist; the corpus is built in `<output>.partial` and renamed when complete.
+Sources, all Debian documentation packages:
 
 - `python-docs`: the Python 3.11 documentation (reStructuredText sources);
 - the HTML books of `keras_unilmv2.utils.corpus.HTML_BOOKS`:
@@ -29,6 +31,7 @@ are held-out evaluation text and never part of it.
 import argparse
 import json
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,12 +54,23 @@ def main(argv=None):
         "--sources", nargs="+", default=list(SOURCES), choices=SOURCES, metavar="SOURCE"
     )
     args = parser.parse_args(argv)
-    os.makedirs(args.output, exist_ok=True)
+    if os.path.exists(args.output):
+        print(
+            f"error: `--output` {args.output!r} exists: choose a new folder "
+            "(this tool never overwrites).",
+            file=sys.stderr,
+        )
+        return 1
+    # Built in a staging folder, renamed when complete: an interrupted or
+    # failed build leaves no partial corpus under `--output`.
+    staging = args.output.rstrip(os.sep) + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
     seen, report = set(), {}
     try:
         for source in args.sources:
             count = words = 0
-            with open(os.path.join(args.output, source + ".txt"), "w", encoding="utf-8") as f:
+            with open(os.path.join(staging, source + ".txt"), "w", encoding="utf-8") as f:
                 for _, paragraph in paragraphs(source):
                     if paragraph in seen:
                         continue
@@ -66,11 +80,14 @@ def main(argv=None):
                     words += len(paragraph.split())
             report[source] = {"paragraphs": count, "words": words}
             print(f"{source}: {count} paragraphs, {words} words")
+        with open(os.path.join(staging, "sources.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        os.rename(staging, args.output)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    with open(os.path.join(args.output, "sources.json"), "w") as f:
-        json.dump(report, f, indent=2)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return 0
 
 

@@ -138,6 +138,18 @@ def test_build_english_corpus_reports_a_missing_package(tmp_path, monkeypatch, c
         ["--output", str(tmp_path / "corpus"), "--sources", "maint-guide"]
     ) == 1
     assert "apt-get install maint-guide" in capsys.readouterr().err
+    # Nothing half-built is left behind.
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_build_english_corpus_never_overwrites(tmp_path, capsys):
+    output = tmp_path / "corpus"
+    output.mkdir()
+    (output / "python-docs.txt").write_text("a corpus the user built\n")
+    assert build_english_corpus.main(["--output", str(output)]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert os.listdir(output) == ["python-docs.txt"]
+    assert (output / "python-docs.txt").read_text() == "a corpus the user built\n"
 
 
 def test_every_default_source_is_known():
