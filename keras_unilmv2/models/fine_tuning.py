@@ -190,15 +190,20 @@ def shuffled_dataset(x, y=None, sample_weight=None, batch_size=None, seed=None):
     )
 
 
-def shuffle_inputs(x, y=None, sample_weight=None, batch_size=None, shuffle=True):
+def shuffle_inputs(x, y=None, sample_weight=None, batch_size=None, shuffle=None):
     """`fit`'s data with `shuffle` honoured for array-like inputs.
 
     Returns `(x, y, sample_weight, batch_size, shuffle)` to pass on to
     keras-hub's `fit`: array-like inputs with `shuffle=True` become one
     `shuffled_dataset` (reshuffled every epoch; the others `None`,
     `shuffle=False`, as Keras would only warn about a dataset); anything
-    else is returned as it is.
+    else is returned as it is. `shuffle=None` (the tasks' default) means
+    `True` for array-like inputs and `False` for a dataset, which keeps its
+    own order: Keras cannot shuffle one, and warns only when a user asks it
+    to (`shuffle=True`).
     """
+    if shuffle is None:
+        shuffle = x is not None and not _is_dataset(x)
     if shuffle and x is not None and not _is_dataset(x):
         return shuffled_dataset(x, y, sample_weight, batch_size), None, None, None, False
     return x, y, sample_weight, batch_size, shuffle
@@ -248,11 +253,13 @@ class FineTuningMixin:
         batch_size=None,
         sample_weight=None,
         validation_data=None,
-        shuffle=True,
+        shuffle=None,
         **kwargs,
     ):
         """As `keras.Model.fit`; array inputs are reshuffled every epoch
-        when `shuffle=True` (the default), and a default (`"auto"`)
+        unless `shuffle=False` (a dataset keeps its own order, as in
+        Keras; the default `None` does not ask Keras to shuffle it, so
+        Keras does not warn that it cannot), and a default (`"auto"`)
         optimizer's warm-up and decay span this call's steps. On JAX, a
         failure at the first step (e.g. a bad label found inside a
         `tf.data` pipeline) leaves the weights as they were."""

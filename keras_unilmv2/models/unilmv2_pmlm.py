@@ -135,10 +135,12 @@ class UniLMv2PMLM(PresetMixin, Task):
             **kwargs,
         )
 
-    def fit(self, x=None, y=None, batch_size=None, sample_weight=None, shuffle=True, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, sample_weight=None, shuffle=None, **kwargs):
         """As `keras.Model.fit`; array-like inputs (e.g. a list of texts) are
-        reshuffled every epoch when `shuffle=True` (the default): keras-hub
-        turns them into a dataset, for which Keras ignores `shuffle`."""
+        reshuffled every epoch unless `shuffle=False`: keras-hub turns them
+        into a dataset, for which Keras ignores `shuffle`. A dataset keeps
+        its own order (the default `None` does not ask Keras to shuffle it,
+        so Keras does not warn that it cannot)."""
         x, y, sample_weight, batch_size, shuffle = shuffle_inputs(
             x, y, sample_weight, batch_size, shuffle
         )

@@ -14,6 +14,9 @@ import os
 import re
 import shutil
 
+from keras_unilmv2.utils.preset_utils import file_sha256
+from keras_unilmv2.utils.preset_utils import write_json_atomically
+
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)\.json$")
 RUN_SETTINGS_FILE = "run.json"
 KEEP_CHECKPOINTS = 2
@@ -22,17 +25,6 @@ KEEP_CHECKPOINTS = 2
 def _fsync(path):
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def write_json_atomically(path, data):
-    """Writes `data` to a temporary file, then renames it over `path`: a
-    reader sees the old or the new file, never a partial one."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _checkpoint_files(backup_dir, epoch):
@@ -48,7 +40,6 @@ def save_checkpoint(model, backup_dir, epoch, keep=KEEP_CHECKPOINTS):
     same way: the record is the commit, a checkpoint without it (a run
     killed mid-write) is never read. The newest `keep` checkpoints stay.
     """
-    from keras_unilmv2.utils.preset_utils import file_sha256
 
     os.makedirs(backup_dir, exist_ok=True)
     weights, record = _checkpoint_files(backup_dir, epoch)
@@ -80,7 +71,6 @@ def latest_valid_checkpoint(backup_dir, log=print):
     `(0, None)`. A checkpoint whose file is missing or whose bytes differ from
     its recorded sha256 is skipped (with a message), so a run killed while
     writing resumes from the previous one."""
-    from keras_unilmv2.utils.preset_utils import file_sha256
 
     for epoch, weights, record in list_checkpoints(backup_dir):
         try:

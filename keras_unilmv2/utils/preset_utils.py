@@ -204,7 +204,7 @@ def record_weights_checksums(preset_dir):
         for name in _weights_files(preset_dir)
     }
     metadata[CHECKSUM_KEY] = sums
-    _write_json_atomically(metadata_path, metadata)
+    write_json_atomically(metadata_path, metadata)
     return sums
 
 
@@ -264,13 +264,27 @@ def check_preset_files(preset_dir, weights=False):
     verify_weights_checksums(preset_dir)
 
 
-def _write_json_atomically(path, data):
+def write_json_atomically(path, data):
+    """Writes `data` as JSON to a temporary file beside `path` (named with
+    this process' id, so concurrent writers never share one), syncs it to
+    disk, then renames it over `path`: a reader sees the old file or the
+    new one, never a partial one.
+
+    Example:
+    ```python
+    write_json_atomically("run/state.json", {"step": 200})
+    ```
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # Serialization failed: `path` is untouched.
+            os.remove(tmp)
 
 
 # === Weights-file structure ===
@@ -606,7 +620,7 @@ def _preprocessor_from_keywords(cls, preset, kwargs):
         }
 
     task_params = params(cls.__init__) | {
-        "load_weights", "load_task_weights", "dtype", "name", "trainable", "compile"
+        "load_weights", "dtype", "name", "trainable", "compile"
     }
     preprocessor_cls = getattr(cls, "preprocessor_cls", None)
     preprocessor_params = params(preprocessor_cls.__init__) if preprocessor_cls else set()
@@ -629,6 +643,15 @@ def _preprocessor_from_keywords(cls, preset, kwargs):
             "it, not both."
         )
     kwargs["preprocessor"] = preprocessor_cls.from_preset(preset, **preprocessor_kwargs)
+
+
+def _not_task_weights(task):
+    """What a task's weights file leaves out: the backbone's layers (in
+    `model.weights.h5`) and the optimizer."""
+    skipped = list(task.backbone._flatten_layers())
+    if getattr(task, "optimizer", None) is not None:
+        skipped.append(task.optimizer)
+    return skipped
 
 
 class PresetMixin:
@@ -712,6 +735,53 @@ class PresetMixin:
         """
         with _saving(preset_dir, _part(self), overwrite):
             super().save_to_preset(preset_dir, *args, **kwargs)
+
+    def save_task_weights(self, filepath):
+        """A task's own weights (those not in its backbone), as keras-hub
+        saves them, without the optimizer's state.
+
+        `from_preset` builds a fresh task whose optimizer has no variables
+        yet, so Keras could only skip a saved optimizer state (with a
+        warning), while it would make `task.weights.h5` up to three times
+        the model's size. A preset holds weights; to resume training with
+        the optimizer's state, save the model (`task.save("run.keras")`) or
+        use the pre-training and recipe checkpoints.
+        """
+        from keras_hub.models import Task
+
+        if not isinstance(self, Task):
+            return super().save_task_weights(filepath)
+        if not str(filepath).endswith(".weights.h5"):
+            raise ValueError(
+                "The filename must end in `.weights.h5`. "
+                f"Received: filepath={filepath}"
+            )
+        if not self.has_task_weights():
+            raise ValueError(
+                f"Task {self} has no weights not in the `backbone`. "
+                "`save_task_weights()` has nothing to save."
+            )
+        import keras
+
+        keras.saving.save_weights(
+            self, filepath=filepath, objects_to_skip=_not_task_weights(self)
+        )
+
+    def load_task_weights(self, filepath):
+        """Loads what `save_task_weights` saved; the optimizer keeps its
+        (fresh) state, also for an older file that holds an optimizer's."""
+        from keras_hub.models import Task
+
+        if not isinstance(self, Task):
+            return super().load_task_weights(filepath)
+        if not str(filepath).endswith(".weights.h5"):
+            raise ValueError(
+                "The filename must end in `.weights.h5`. "
+                f"Received: filepath={filepath}"
+            )
+        import keras
+
+        keras.saving.load_weights(self, filepath, objects_to_skip=_not_task_weights(self))
 
     def load_weights(self, filepath, *args, **kwargs):
         """`keras.Model.load_weights`, with the file compared to the model first.

@@ -3,6 +3,7 @@ the fit-sized warm-up/decay schedule, per-epoch shuffling of array inputs,
 and `from_preset` keywords. Runs unchanged on every Keras backend."""
 
 import math
+import warnings
 from unittest import mock
 
 import keras
@@ -68,6 +69,9 @@ def test_from_preset_rejects_unknown_keywords():
         UniLMv2TextClassifier.from_preset(PRESET, num_classes=2, sequence_lenght=24)
     with pytest.raises(TypeError, match="encoder_length"):
         UniLMv2Seq2SeqLM.from_preset(PRESET, encoder_length=40)
+    # keras-hub decides this one itself (it crashed with "multiple values").
+    with pytest.raises(TypeError, match="load_task_weights"):
+        UniLMv2TextClassifier.from_preset(PRESET, num_classes=2, load_task_weights=False)
 
 
 def test_from_preset_refuses_keywords_for_a_given_preprocessor():
@@ -132,6 +136,21 @@ def test_fit_reshuffles_array_inputs_every_epoch():
     assert call.kwargs["x"] is texts
 
 
+def test_a_dataset_keeps_its_order_and_keras_warns_only_when_asked_to_shuffle():
+    classifier = UniLMv2TextClassifier.from_preset(PRESET, num_classes=2, sequence_length=8)
+    dataset = tf.data.Dataset.from_tensor_slices((["a b", "c d"] * 4, [0, 1] * 4)).batch(4)
+    call = _captured_fit_inputs(classifier, dataset)
+    assert call.kwargs["x"] is dataset and call.kwargs["shuffle"] is False
+    # What Keras receives decides its warning: none by default, and the
+    # user's explicit (ignored) request is passed on for Keras to warn about.
+    call = _captured_fit_inputs(classifier, dataset, shuffle=True)
+    assert call.kwargs["x"] is dataset and call.kwargs["shuffle"] is True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classifier.fit(dataset, epochs=1, verbose=0)
+    assert not [w for w in caught if "shuffle" in str(w.message)]
+
+
 def test_fit_sizes_the_schedule_to_its_steps():
     classifier = UniLMv2TextClassifier.from_preset(PRESET, num_classes=2, sequence_length=8)
     texts, labels = ["a b"] * 50, np.array([0, 1] * 25)
@@ -173,3 +192,43 @@ def test_fit_refuses_inputs_of_different_lengths():
     classifier = UniLMv2TextClassifier.from_preset(PRESET, num_classes=2, sequence_length=8)
     with pytest.raises(ValueError, match=r"same number of examples.*'x': 3.*'y': 2"):
         classifier.fit(["a", "b", "c"], np.array([0, 1]), epochs=1)
+
+
+# --- task presets: weights, not the optimizer's state -------------------------
+
+
+def test_a_fine_tuned_task_preset_holds_no_optimizer_state_and_loads_silently(tmp_path):
+    import h5py
+
+    classifier = UniLMv2TextClassifier.from_preset(PRESET, num_classes=2, sequence_length=8)
+    classifier.fit(["a b", "c d"] * 4, np.array([0, 1] * 4), batch_size=4, verbose=0)
+    assert classifier.optimizer.variables[1:]  # Built: moments to leave out.
+    path = str(tmp_path / "preset")
+    classifier.save_to_preset(path)
+    with h5py.File(f"{path}/task.weights.h5") as f:
+        assert "optimizer" not in f and "layers" in f
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = UniLMv2TextClassifier.from_preset(path)
+    assert not [w for w in caught if "optimizer" in str(w.message)]
+    texts = ["a b", "c d e"]
+    np.testing.assert_allclose(
+        loaded.predict(texts, verbose=0), classifier.predict(texts, verbose=0), atol=1e-6
+    )
+
+    # A file written with the optimizer's state (as keras-hub does) still
+    # loads its weights, without the warning about the skipped state.
+    old = str(tmp_path / "old.weights.h5")
+    keras.saving.save_weights(
+        classifier, old, objects_to_skip=list(classifier.backbone._flatten_layers())
+    )
+    with h5py.File(old) as f:
+        assert "optimizer" in f
+    fresh = UniLMv2TextClassifier.from_preset(path, num_classes=2)  # No task weights.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fresh.load_task_weights(old)
+    assert not [w for w in caught if "optimizer" in str(w.message)]
+    np.testing.assert_allclose(
+        fresh.predict(texts, verbose=0), classifier.predict(texts, verbose=0), atol=1e-6
+    )

@@ -265,3 +265,16 @@ def test_task_from_a_backbone_only_preset_fits_its_default_preprocessor(preset):
     task = UniLMv2TextClassifier.from_preset(preset, num_classes=2)
     assert task.preprocessor.sequence_length == 64
     assert task.predict(["the quick brown fox"], verbose=0).shape == (1, 2)
+
+
+def test_json_writes_are_atomic_and_a_failed_write_keeps_the_old_file(tmp_path):
+    path = os.path.join(tmp_path, "state.json")
+    preset_utils.write_json_atomically(path, {"step": 1})
+    preset_utils.write_json_atomically(path, {"step": 2})
+    with open(path) as f:
+        assert json.load(f) == {"step": 2}
+    with pytest.raises(TypeError):  # Not serializable: fails mid-write.
+        preset_utils.write_json_atomically(path, {"step": 3, "bad": object()})
+    with open(path) as f:
+        assert json.load(f) == {"step": 2}
+    assert os.listdir(tmp_path) == ["state.json"]  # No temporary file left.
