@@ -645,6 +645,14 @@ def _preprocessor_from_keywords(cls, preset, kwargs):
     kwargs["preprocessor"] = preprocessor_cls.from_preset(preset, **preprocessor_kwargs)
 
 
+def _check_weights_filename(filepath):
+    if not str(filepath).endswith(".weights.h5"):
+        raise ValueError(
+            "The filename must end in `.weights.h5`. "
+            f"Received: filepath={filepath}"
+        )
+
+
 def _not_task_weights(task):
     """What a task's weights file leaves out: the backbone's layers (in
     `model.weights.h5`) and the optimizer."""
@@ -751,11 +759,7 @@ class PresetMixin:
 
         if not isinstance(self, Task):
             return super().save_task_weights(filepath)
-        if not str(filepath).endswith(".weights.h5"):
-            raise ValueError(
-                "The filename must end in `.weights.h5`. "
-                f"Received: filepath={filepath}"
-            )
+        _check_weights_filename(filepath)
         if not self.has_task_weights():
             raise ValueError(
                 f"Task {self} has no weights not in the `backbone`. "
@@ -774,11 +778,7 @@ class PresetMixin:
 
         if not isinstance(self, Task):
             return super().load_task_weights(filepath)
-        if not str(filepath).endswith(".weights.h5"):
-            raise ValueError(
-                "The filename must end in `.weights.h5`. "
-                f"Received: filepath={filepath}"
-            )
+        _check_weights_filename(filepath)
         import keras
 
         keras.saving.load_weights(self, filepath, objects_to_skip=_not_task_weights(self))

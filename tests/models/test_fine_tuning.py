@@ -232,3 +232,6 @@ def test_a_fine_tuned_task_preset_holds_no_optimizer_state_and_loads_silently(tm
     np.testing.assert_allclose(
         fresh.predict(texts, verbose=0), classifier.predict(texts, verbose=0), atol=1e-6
     )
+    for method in (classifier.save_task_weights, classifier.load_task_weights):
+        with pytest.raises(ValueError, match=r"must end in `\.weights\.h5`.*x\.h5"):
+            method(str(tmp_path / "x.h5"))
