@@ -202,9 +202,10 @@ def shuffle_inputs(x, y=None, sample_weight=None, batch_size=None, shuffle=None)
     own order: Keras cannot shuffle one, and warns only when a user asks it
     to (`shuffle=True`).
     """
+    array_like = x is not None and not _is_dataset(x)
     if shuffle is None:
-        shuffle = x is not None and not _is_dataset(x)
-    if shuffle and x is not None and not _is_dataset(x):
+        shuffle = array_like
+    if shuffle and array_like:
         return shuffled_dataset(x, y, sample_weight, batch_size), None, None, None, False
     return x, y, sample_weight, batch_size, shuffle
 

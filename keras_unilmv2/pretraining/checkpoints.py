@@ -40,7 +40,6 @@ def save_checkpoint(model, backup_dir, epoch, keep=KEEP_CHECKPOINTS):
     same way: the record is the commit, a checkpoint without it (a run
     killed mid-write) is never read. The newest `keep` checkpoints stay.
     """
-
     os.makedirs(backup_dir, exist_ok=True)
     weights, record = _checkpoint_files(backup_dir, epoch)
     tmp = os.path.join(backup_dir, f"tmp-ckpt-{epoch:06d}.weights.h5")
@@ -71,7 +70,6 @@ def latest_valid_checkpoint(backup_dir, log=print):
     `(0, None)`. A checkpoint whose file is missing or whose bytes differ from
     its recorded sha256 is skipped (with a message), so a run killed while
     writing resumes from the previous one."""
-
     for epoch, weights, record in list_checkpoints(backup_dir):
         try:
             with open(record) as f:
