@@ -385,6 +385,7 @@ def finetune(
 
     from keras_unilmv2.models.fine_tuning import default_learning_rate
     from keras_unilmv2.models.fine_tuning import default_optimizer
+    from keras_unilmv2.models.task_variables import restore_checkpoint
 
     settings = {
         "kind": kind,
@@ -472,8 +473,7 @@ def finetune(
         with open(history_path, encoding="utf-8") as f:
             history = [row for row in json.load(f) if row["epoch"] <= done]
     if restore_from is not None:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(restore_from)
+        restore_checkpoint(model, restore_from)
         log(f"resuming after epoch {done} of {epochs} from {restore_from}")
     reseed = _reseed_dropout(keras, seed)
     started = 0

@@ -7,6 +7,7 @@ import numpy as np
 from keras_hub.models import MaskedLM
 
 from keras_unilmv2.models.fine_tuning import FineTuningMixin
+from keras_unilmv2.models.task_variables import BackboneVariablesMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_masked_lm_preprocessor import (
     UniLMv2MaskedLMPreprocessor,
@@ -24,7 +25,7 @@ def _softmax(logits):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2MaskedLM(PresetMixin, FineTuningMixin, MaskedLM):
+class UniLMv2MaskedLM(PresetMixin, FineTuningMixin, BackboneVariablesMixin, MaskedLM):
     """UniLMv2 masked language model.
 
     Predicts the tokens at `mask_positions` with the pretrained LM head that
@@ -71,6 +72,8 @@ class UniLMv2MaskedLM(PresetMixin, FineTuningMixin, MaskedLM):
     """
 
     backbone_cls = UniLMv2Backbone
+    # Not read by this task's outputs: not trained by it (`task_variables`).
+    unused_backbone_layers = ("pooled_dense",)
     preprocessor_cls = UniLMv2MaskedLMPreprocessor
 
     def __init__(self, backbone, preprocessor=None, **kwargs):

@@ -6,13 +6,14 @@ from keras_hub.models import Task
 
 from keras_unilmv2 import masks
 from keras_unilmv2.models.fine_tuning import shuffle_inputs
+from keras_unilmv2.models.task_variables import BackboneVariablesMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_pmlm_preprocessor import UniLMv2PMLMPreprocessor
 from keras_unilmv2.utils.preset_utils import PresetMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2PMLM(PresetMixin, Task):
+class UniLMv2PMLM(PresetMixin, BackboneVariablesMixin, Task):
     """UniLMv2 pseudo-masked LM pre-training (Bao et al., 2020).
 
     One forward pass of the backbone over the PMLM layout built by
@@ -53,6 +54,8 @@ class UniLMv2PMLM(PresetMixin, Task):
     """
 
     backbone_cls = UniLMv2Backbone
+    # Not read by this task's outputs: not trained by it (`task_variables`).
+    unused_backbone_layers = ("pooled_dense",)
     preprocessor_cls = UniLMv2PMLMPreprocessor
 
     def __init__(self, backbone, preprocessor=None, **kwargs):

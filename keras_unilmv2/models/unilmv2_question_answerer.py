@@ -5,6 +5,7 @@ from keras import ops
 from keras_hub.models import Task
 
 from keras_unilmv2.models.fine_tuning import FineTuningMixin
+from keras_unilmv2.models.task_variables import BackboneVariablesMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_question_answerer_preprocessor import (
     MODEL_INPUTS,
@@ -31,7 +32,7 @@ def _is_raw_text(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2QuestionAnswerer(PresetMixin, FineTuningMixin, Task):
+class UniLMv2QuestionAnswerer(PresetMixin, FineTuningMixin, BackboneVariablesMixin, Task):
     """UniLMv2 for extractive question answering (SQuAD 1.1 and 2.0).
 
     A dense layer with two outputs over the backbone's token states gives a
@@ -77,6 +78,8 @@ class UniLMv2QuestionAnswerer(PresetMixin, FineTuningMixin, Task):
     """
 
     backbone_cls = UniLMv2Backbone
+    # Not read by this task's outputs: not trained by it (`task_variables`).
+    unused_backbone_layers = ("pooled_dense", "lm_head")
     preprocessor_cls = UniLMv2QuestionAnswererPreprocessor
 
     learning_rate_scale = 0.3  # see `FineTuningMixin`

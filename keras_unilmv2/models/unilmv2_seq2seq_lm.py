@@ -12,6 +12,7 @@ from keras_unilmv2 import masks
 from keras_unilmv2.layers.unilmv2_embedding_utils import visibility_to_bias
 from keras_unilmv2.models import torch_decoding
 from keras_unilmv2.models.fine_tuning import FineTuningMixin
+from keras_unilmv2.models.task_variables import BackboneVariablesMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_seq2seq_lm_preprocessor import (
     UniLMv2Seq2SeqLMPreprocessor,
@@ -134,7 +135,7 @@ def _distribute(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
+class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, BackboneVariablesMixin, Seq2SeqLM):
     """UniLMv2 sequence-to-sequence LM (s2s-ft pseudo-mask fine-tuning).
 
     One encoder stack generates: training lays out
@@ -175,6 +176,8 @@ class UniLMv2Seq2SeqLM(PresetMixin, FineTuningMixin, Seq2SeqLM):
     """
 
     backbone_cls = UniLMv2Backbone
+    # Not read by this task's outputs: not trained by it (`task_variables`).
+    unused_backbone_layers = ("pooled_dense",)
     preprocessor_cls = UniLMv2Seq2SeqLMPreprocessor
 
     def __init__(self, backbone, preprocessor=None, label_smoothing=0.1, **kwargs):

@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras_hub.models import TextClassifier
 
 from keras_unilmv2.models.fine_tuning import FineTuningMixin
+from keras_unilmv2.models.task_variables import BackboneVariablesMixin
 from keras_unilmv2.models.unilmv2_backbone import UniLMv2Backbone
 from keras_unilmv2.models.unilmv2_text_classifier_preprocessor import (
     UniLMv2TextClassifierPreprocessor,
@@ -38,7 +39,7 @@ def _is_array_like(value):
 
 
 @keras.saving.register_keras_serializable(package="keras_unilmv2")
-class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
+class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, BackboneVariablesMixin, TextClassifier):
     """UniLMv2 for sentence (or sentence-pair) classification and regression.
 
     The head of the reference `UniLMForSequenceClassification`: the
@@ -102,6 +103,8 @@ class UniLMv2TextClassifier(PresetMixin, FineTuningMixin, TextClassifier):
     """
 
     backbone_cls = UniLMv2Backbone
+    # Not read by this task's outputs: not trained by it (`task_variables`).
+    unused_backbone_layers = ("lm_head",)
     preprocessor_cls = UniLMv2TextClassifierPreprocessor
 
     learning_rate_scale = 0.3  # see `FineTuningMixin`

@@ -142,11 +142,9 @@ def checkpointer(keras, backup_dir, restore_from, restore_epoch):
         def on_train_begin(self, logs=None):
             if restore_from is None:
                 return
-            optimizer = self.model.optimizer
-            if optimizer is not None and not optimizer.built:
-                # Its variables must exist to receive the saved state.
-                optimizer.build(self.model.trainable_variables)
-            self.model.load_weights(restore_from)
+            from keras_unilmv2.models.task_variables import restore_checkpoint
+
+            restore_checkpoint(self.model, restore_from)
 
         def on_epoch_end(self, epoch, logs=None):
             # Every process gathers the weights sharded over processes;
