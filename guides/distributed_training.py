@@ -343,6 +343,10 @@ for x, y, w in local_batches:  # this rank's rows of every global batch
         loss = loss + (ce * w[name].flatten()).sum() / total
     (loss * world).backward()  # DDP averages the gradients over ranks
     optimizer.step()
+del ddp, optimizer  # they hold the process group: release it first,
+gc.collect()        # while every rank is still up (else a rank whose
+dist.barrier()      # peers exited can hang on exit)
+dist.destroy_process_group()
 ```
 
 `find_unused_parameters=True` because the pooler takes no part in the PMLM

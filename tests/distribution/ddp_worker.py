@@ -16,6 +16,7 @@ gradients over ranks. Rank 0 alone writes OUT.json: the per-step global
 losses and the final weights.
 """
 
+import gc
 import json
 import os
 import sys
@@ -82,6 +83,13 @@ def main(rank, world, port, out):
         }
         with open(out, "w") as f:
             json.dump(result, f)
+    # Teardown: the DDP wrapper holds the process group too, so it goes
+    # first, while every rank is still up (the barrier); else the group's
+    # last reference dies with `main`'s locals, after `destroy_process_group`,
+    # and a rank whose peers have exited can hang there (3 runs of 22 did).
+    del ddp, optimizer
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
     return 0
 

@@ -362,8 +362,13 @@ def _run_ddp(world, out, timeout=600, worker="ddp_worker.py", backend="torch"):
         for rank in range(world)
     ]
     try:
-        for process in running:
-            text, _ = process.communicate(timeout=timeout)
+        for rank, process in enumerate(running):
+            try:
+                text, _ = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                text, _ = process.communicate()
+                pytest.fail(f"rank {rank} of {world} ran past {timeout} s:\n{text[-5000:]}")
             assert process.returncode == 0, text[-5000:]
     finally:
         for process in running:
