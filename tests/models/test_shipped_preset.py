@@ -28,7 +28,7 @@ NAMES = ("unilmv2_tiny_en_uncased", "unilmv2_small_en_uncased")
 # Held-out prose AE/PAR each preset measured (`tools/evaluate_pmlm.py`, the
 # first 96 paragraphs): the floor below which a change of the presets or of
 # the PMLM code would be a regression.
-PROSE_FLOOR = {"unilmv2_tiny_en_uncased": 0.05, "unilmv2_small_en_uncased": 0.235}
+PROSE_FLOOR = {"unilmv2_tiny_en_uncased": 0.05, "unilmv2_small_en_uncased": 0.24}
 # The goal of a default English preset (issue 12): not reached yet.
 PROSE_GOAL = 0.30
 
@@ -89,7 +89,7 @@ def test_it_learned_on_unseen_text(name):
 
 
 def test_accuracy_on_heldout_english_prose(name):
-    # tiny: 6.5% AE / 7.0% PAR on the 400 paragraphs; small: 24.4% / 24.7%.
+    # tiny: 6.5% AE / 7.0% PAR on the 400 paragraphs; small: 25.0% / 25.1%.
     trained = _accuracies(name, UniLMv2Backbone.from_preset(name), _prose())
     for key in ("ae_accuracy", "par_accuracy"):
         assert trained[key] >= PROSE_FLOOR[name], (key, trained)
@@ -125,7 +125,7 @@ def test_small_preset_metadata_records_its_heldout_prose_accuracy(small_prose_fi
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 12: the small preset predicts 24.4% of the masked tokens of held-out "
+    reason="issue 12: the small preset predicts 25.0% of the masked tokens of held-out "
     "prose, the goal is 30% (more PMLM pre-training needed); strict, so reaching it "
     "fails here until this mark is removed",
 )
